@@ -1,0 +1,31 @@
+"""Liveness, readiness and server metadata."""
+
+from fastapi import APIRouter, Response
+
+from app import __version__
+from app.api.deps import RegistryDep
+from app.errors import Unavailable
+from app.protocol.schemas import ServerMetadata
+
+router = APIRouter(tags=["health"])
+
+# Only what is implemented: perf_analyzer and clients change behaviour on what is listed here.
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+
+
+@router.get("/v2/health/live", summary="Liveness: the process answers")
+async def live() -> Response:
+    return Response(status_code=200)
+
+
+@router.get("/v2/health/ready", summary="Readiness: every required model is loaded")
+async def ready(registry: RegistryDep) -> Response:
+    reasons = registry.not_ready_reasons()
+    if reasons:
+        raise Unavailable("not ready: " + "; ".join(reasons))
+    return Response(status_code=200)
+
+
+@router.get("/v2", response_model=ServerMetadata, summary="Server metadata")
+async def server_metadata() -> ServerMetadata:
+    return ServerMetadata(name="servometer", version=__version__, extensions=EXTENSIONS)

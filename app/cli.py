@@ -1,0 +1,79 @@
+"""The ``servometer`` command: ``serve`` and ``models build``.
+
+Flags override ``SERVOMETER_*`` environment variables, which override the defaults in :class:`Settings`.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from app.config import Settings
+from app.repository.builder import build_models
+
+# CLI flag -> settings field. Flags are exported as SERVOMETER_* so every uvicorn worker builds the same Settings.
+_SERVE_FLAGS = ("host", "port", "models", "workers", "log_level")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="servometer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the model repository over HTTP")
+    serve.add_argument("--host", help="address to bind (SERVOMETER_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (SERVOMETER_PORT, default 8000)")
+    serve.add_argument("--models", type=Path, help="model repository (SERVOMETER_MODELS, default ./models)")
+    serve.add_argument("--workers", type=int, help="uvicorn worker processes (SERVOMETER_WORKERS, default 1)")
+    serve.add_argument("--log-level", help="log level (SERVOMETER_LOG_LEVEL, default info)")
+    serve.add_argument("--no-build", action="store_true", help="do not build missing model files first")
+
+    models = commands.add_parser("models", help="manage the model repository")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    build = models_commands.add_parser("build", help="build the models' variant files")
+    build.add_argument("names", nargs="*", help="models to build (default: all)")
+    build.add_argument("--models", type=Path, help="model repository (SERVOMETER_MODELS, default ./models)")
+    build.add_argument("--force", action="store_true", help="rebuild even when the files exist")
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        _serve(args)
+    else:
+        _build(args)
+
+
+def _settings(args: argparse.Namespace, flags: Sequence[str]) -> Settings:
+    overrides = {name: getattr(args, name) for name in flags if getattr(args, name, None) is not None}
+    return Settings(**overrides)
+
+
+def _build(args: argparse.Namespace) -> None:
+    settings = _settings(args, ("models",))
+    try:
+        results = build_models(settings.models, args.names or None, force=args.force)
+    except (ValueError, RuntimeError) as exc:
+        sys.exit(f"servometer models build: {exc}")
+    for result in results:
+        print(f"{result.model}: {result.detail}")  # noqa: T201 - CLI output
+
+
+def _serve(args: argparse.Namespace) -> None:
+    settings = _settings(args, _SERVE_FLAGS)
+    if settings.build_missing and not args.no_build:
+        try:
+            build_models(settings.models)
+        except (ValueError, RuntimeError) as exc:
+            sys.exit(f"servometer serve: building missing models failed: {exc}")
+    for name in _SERVE_FLAGS:
+        value = getattr(settings, name)
+        os.environ[f"SERVOMETER_{name.upper()}"] = str(value.resolve() if isinstance(value, Path) else value)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+    )

@@ -1,0 +1,51 @@
+"""The one settings object: environment variables (prefix ``SERVOMETER_``) and CLI flags.
+
+Per-model settings live in each model's ``model.yaml`` (see :mod:`app.repository.manifest`);
+nothing else in the package reads ``os.environ``.
+"""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Server-wide settings. Every field can be set as ``SERVOMETER_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVOMETER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Address to bind. Loopback by default: exposing the gateway is an explicit choice."""
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    """TCP port for the HTTP API (0 picks a free port)."""
+
+    models: Path = Path("models")
+    """The model repository: one folder per model, each with a ``model.yaml``."""
+
+    workers: int = Field(default=1, ge=1)
+    """uvicorn worker processes. One is the default; each worker loads every model."""
+
+    log_level: str = "info"
+    """uvicorn / application log level."""
+
+    build_missing: bool = True
+    """``serve`` builds missing model files (running each model's ``build.py``) before starting."""
+
+    max_request_bytes: int = Field(default=64 * MIB, ge=1024)
+    """Largest request body accepted, counted on the bytes actually read and after decompression (413 above)."""
+
+    onnx_providers: list[str] = Field(default_factory=list)
+    """ONNX Runtime execution providers in order of preference; empty picks TensorRT / CUDA when present, else CPU."""
+
+    onnx_intra_op_threads: int = Field(default=0, ge=0)
+    """Threads ONNX Runtime uses inside one operator; 0 lets it choose."""
+
+    onnx_inter_op_threads: int = Field(default=0, ge=0)
+    """Threads ONNX Runtime uses across operators; 0 lets it choose."""
+
+    torch_threads: int = Field(default=0, ge=0)
+    """Intra-op threads for TorchScript variants; 0 keeps torch's default."""

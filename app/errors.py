@@ -1,0 +1,60 @@
+"""Domain errors. Each carries the HTTP status it maps to and the outcome word metrics record.
+
+Raised anywhere below the API layer; ``app.api.errors`` turns them into ``{"error": ...}`` bodies.
+"""
+
+from typing import ClassVar
+
+
+class ServingError(Exception):
+    """Base of every error a client may see; the message names what was wrong."""
+
+    status: ClassVar[int] = 500
+    outcome: ClassVar[str] = "server_error"
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class InvalidRequest(ServingError):
+    """Malformed or inconsistent request: wrong input name, datatype, shape or data length."""
+
+    status = 400
+    outcome = "client_error"
+
+
+class NotFound(ServingError):
+    """Unknown model, variant or route."""
+
+    status = 404
+    outcome = "client_error"
+
+
+class PayloadTooLarge(ServingError):
+    """The body (read or decompressed) is over the configured limit."""
+
+    status = 413
+    outcome = "client_error"
+
+
+class UnsupportedEncoding(ServingError):
+    """A Content-Encoding or Content-Type the gateway does not speak."""
+
+    status = 415
+    outcome = "client_error"
+
+
+class Unavailable(ServingError):
+    """The model or server cannot take the request now (loading, failed to load, shutting down)."""
+
+    status = 503
+    outcome = "rejected"
+
+
+class ModelFailed(ServingError):
+    """The model raised while computing a valid request."""
+
+    status = 500
+    outcome = "server_error"

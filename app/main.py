@@ -1,0 +1,69 @@
+"""``create_app``: the FastAPI application, with models loading in the background after start-up.
+
+Loading off the start-up path lets liveness answer at once while a large model loads; readiness stays false
+(and inference answers 503) until loading is done.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from app import __version__
+from app.api import router
+from app.api.errors import install_error_handlers
+from app.config import Settings
+from app.repository.registry import Registry, VariantState
+from app.runtimes.base import RuntimeOptions
+from app.service import InferenceService
+from app.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    registry = Registry(
+        settings.models,
+        RuntimeOptions(
+            onnx_providers=tuple(settings.onnx_providers),
+            onnx_intra_op_threads=settings.onnx_intra_op_threads,
+            onnx_inter_op_threads=settings.onnx_inter_op_threads,
+            torch_threads=settings.torch_threads,
+        ),
+    )
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry.scan()
+        loading = asyncio.create_task(_load(registry, metrics))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            registry.close()
+
+    app = FastAPI(
+        title="Servometer",
+        version=__version__,
+        description="Open Inference Protocol (KServe v2) gateway with built-in performance telemetry.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.service = InferenceService(registry)
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+async def _load(registry: Registry, metrics: Metrics) -> None:
+    await anyio.to_thread.run_sync(registry.load_all)
+    for variant in registry.variants():
+        metrics.register_variant(variant.model_name, variant.name, variant.state is VariantState.READY)
+    log.info("model repository loaded: %s", ", ".join(e.name for e in registry.models()) or "no models")

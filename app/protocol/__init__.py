@@ -1,0 +1,1 @@
+"""The Open Inference Protocol (KServe v2) wire format: schemas, datatypes and the JSON/binary codec."""

@@ -1,0 +1,1 @@
+"""The model repository: ``model.yaml`` manifests and the registry of loaded variants."""

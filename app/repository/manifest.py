@@ -1,0 +1,167 @@
+"""The schema of ``models/<name>/model.yaml``, validated with pydantic.
+
+Shapes are the tensor's full shape as sent on the wire, batch dimension first; -1 marks a dynamic dimension.
+"""
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.protocol.codec import describe_validation_error
+from app.protocol.datatypes import DATATYPES
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MANIFEST_FILE = "model.yaml"
+
+Dim = Annotated[int, Field(ge=-1)]
+
+
+class ManifestError(Exception):
+    """A model.yaml that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    # A misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    name: str = Field(min_length=1)
+    datatype: str
+    shape: list[Dim] = Field(min_length=1)
+    max_shape: list[Dim] | None = None
+    """Upper bounds for dynamic dimensions (-1: unbounded), e.g. a model's longest token sequence."""
+
+    @field_validator("datatype")
+    @classmethod
+    def _known_datatype(cls, value: str) -> str:
+        if value not in DATATYPES:
+            raise ValueError(f"unknown datatype '{value}'; expected one of {', '.join(DATATYPES)}")
+        return value
+
+    @field_validator("shape")
+    @classmethod
+    def _no_zero_dims(cls, value: list[int]) -> list[int]:
+        if 0 in value:
+            raise ValueError("dimensions are positive sizes or -1 (dynamic)")
+        return value
+
+    @model_validator(mode="after")
+    def _max_shape_fits(self) -> "TensorSpec":
+        if self.max_shape is not None and (len(self.max_shape) != len(self.shape) or 0 in self.max_shape):
+            raise ValueError(
+                f"max_shape {self.max_shape} must have one positive size or -1 per dimension of {self.shape}"
+            )
+        return self
+
+    def bounds(self) -> list[int]:
+        """Per dimension, the largest size allowed (-1: any)."""
+        fixed = self.max_shape or [-1] * len(self.shape)
+        return [want if want != -1 else limit for want, limit in zip(self.shape, fixed, strict=True)]
+
+
+class VariantSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN.pattern)
+    """Addressable in place of the version number, e.g. ``fp32``."""
+    version: int | None = Field(default=None, ge=1)
+    """Numeric version as Triton's clients expect; defaults to the variant's position (1, 2, ...)."""
+    file: str
+    """Path of the model file, relative to the model's folder."""
+    runtime: Literal["onnx", "torchscript"]
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    description: str = ""
+
+    @field_validator("file")
+    @classmethod
+    def _inside_model_folder(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or "\\" in value or "://" in value:
+            raise ValueError("must be a relative path inside the model's folder (no '..', no URL)")
+        return value
+
+
+class BatchingSpec(_Strict):
+    max_batch_size: int = Field(default=0, ge=0)
+    """Largest number of samples in one model call; 0 or 1 turns batching off."""
+    max_queue_delay_ms: float = Field(default=0.0, ge=0)
+    """Longest the oldest queued request waits for a fuller batch."""
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+    max_queue_size: int = Field(default=1024, ge=1)
+    """Requests waiting beyond this are rejected at once with 503 and Retry-After."""
+
+    @model_validator(mode="after")
+    def _preferred_within_max(self) -> "BatchingSpec":
+        too_big = [size for size in self.preferred_batch_sizes if size > self.max_batch_size]
+        if too_big:
+            raise ValueError(f"preferred_batch_sizes {too_big} exceed max_batch_size {self.max_batch_size}")
+        return self
+
+
+class CacheSpec(_Strict):
+    enabled: bool = True
+    ttl_s: float = Field(default=300.0, gt=0)
+
+
+class ModelManifest(_Strict):
+    name: str = Field(pattern=NAME_PATTERN.pattern)
+    description: str = ""
+    required: bool = False
+    """The server is not ready until every required model's default variant is ready."""
+    inputs: list[TensorSpec] = Field(min_length=1)
+    outputs: list[TensorSpec] = Field(min_length=1)
+    variants: list[VariantSpec] = Field(min_length=1)
+    default_variant: str | None = None
+    """Serves requests that name no version; the first variant when unset."""
+    batching: BatchingSpec = Field(default_factory=BatchingSpec)
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelManifest":
+        for kind, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
+            names = [tensor.name for tensor in tensors]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} names must be unique, got {names}")
+        names = [variant.name for variant in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        versions = self.versions()
+        if len(set(versions.values())) != len(versions):
+            raise ValueError(f"variant versions must be unique, got {list(versions.values())}")
+        if set(names) & {str(version) for version in versions.values()}:
+            raise ValueError("a variant name may not equal another variant's version number")
+        if self.default_variant is not None and self.default_variant not in names:
+            raise ValueError(f"default_variant '{self.default_variant}' is not one of the variants {names}")
+        if self.batching.max_batch_size > 1:
+            fixed = [t.name for t in self.inputs + self.outputs if t.shape[0] != -1]
+            if fixed:
+                raise ValueError(f"with batching on, the first dimension must be -1 (batch) for {fixed}")
+        return self
+
+    def versions(self) -> dict[str, int]:
+        """Variant name -> numeric version."""
+        return {variant.name: variant.version or index for index, variant in enumerate(self.variants, start=1)}
+
+    @property
+    def default(self) -> str:
+        return self.default_variant or self.variants[0].name
+
+
+def load_manifest(folder: Path) -> ModelManifest:
+    """Read and validate ``folder/model.yaml``; the folder's name must be the model's name."""
+    path = folder / MANIFEST_FILE
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ManifestError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(document, dict):
+        raise ManifestError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        manifest = ModelManifest.model_validate(document)
+    except ValidationError as exc:
+        raise ManifestError(f"{path}: {describe_validation_error(exc)}") from None
+    if manifest.name != folder.name:
+        raise ManifestError(f"{path}: name: '{manifest.name}' must equal the folder's name '{folder.name}'")
+    return manifest

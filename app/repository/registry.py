@@ -1,0 +1,202 @@
+"""The registry of models and their variants: scanned from the repository, loaded, looked up per request.
+
+A model whose manifest is invalid, or a variant whose file fails to load, is recorded as unavailable with
+its reason; every other model still serves.
+"""
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from app.errors import NotFound, Unavailable
+from app.repository.manifest import MANIFEST_FILE, ManifestError, ModelManifest, TensorSpec, VariantSpec, load_manifest
+from app.runtimes.base import Runtime, RuntimeLoadError, RuntimeOptions, TensorInfo
+from app.runtimes.loader import load_runtime
+
+log = logging.getLogger(__name__)
+
+
+class VariantState(StrEnum):
+    LOADING = "LOADING"
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass
+class Variant:
+    manifest: ModelManifest
+    spec: VariantSpec
+    version: int
+    path: Path
+    state: VariantState = VariantState.LOADING
+    reason: str = ""
+    runtime: Runtime | None = None
+    digest: str = ""
+    load_seconds: float = 0.0
+
+    @property
+    def model_name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    manifest: ModelManifest | None
+    error: str = ""
+    variants: dict[str, Variant] = field(default_factory=dict)
+
+    def resolve(self, version: str | None) -> Variant:
+        """The variant addressed by a version number or variant name; the default one for None."""
+        if self.manifest is None:
+            raise Unavailable(f"model '{self.name}' is unavailable: {self.error}")
+        if version is None or version == "":
+            return self.variants[self.manifest.default]
+        for variant in self.variants.values():
+            if version in (variant.name, str(variant.version)):
+                return variant
+        known = ", ".join(f"{v.version} ({v.name})" for v in self.variants.values())
+        raise NotFound(f"model '{self.name}' has no version or variant '{version}'; it has {known}")
+
+
+class Registry:
+    def __init__(self, root: Path, options: RuntimeOptions) -> None:
+        self.root = root
+        self.options = options
+        self.loaded = False
+        self._models: dict[str, ModelEntry] = {}
+
+    def scan(self) -> None:
+        """Read every ``*/model.yaml`` under the root. Cheap: loads no model file."""
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"model repository {self.root} is not a directory")
+        for folder in sorted(path.parent for path in self.root.glob(f"*/{MANIFEST_FILE}")):
+            try:
+                manifest = load_manifest(folder)
+            except ManifestError as exc:
+                log.error("model '%s' is unavailable: %s", folder.name, exc)
+                self._models[folder.name] = ModelEntry(folder.name, None, str(exc))
+                continue
+            versions = manifest.versions()
+            entry = ModelEntry(manifest.name, manifest)
+            for spec in manifest.variants:
+                entry.variants[spec.name] = Variant(manifest, spec, versions[spec.name], folder / spec.file)
+            self._models[manifest.name] = entry
+
+    def load_all(self) -> None:
+        """Load every variant's runtime. Blocking: run it off the event loop."""
+        for variant in self.variants():
+            self._load(variant)
+        self.loaded = True
+
+    def _load(self, variant: Variant) -> None:
+        started = time.perf_counter()
+        try:
+            runtime = load_runtime(
+                variant.spec.runtime,
+                variant.path,
+                self.options,
+                [_info(spec) for spec in variant.manifest.inputs],
+                [_info(spec) for spec in variant.manifest.outputs],
+            )
+            check_signature(variant.manifest, runtime)
+            variant.digest = file_digest(variant.path)
+        except RuntimeLoadError as exc:
+            variant.state, variant.reason = VariantState.UNAVAILABLE, str(exc)
+            log.error("model '%s' variant '%s' is unavailable: %s", variant.model_name, variant.name, exc)
+            return
+        variant.runtime, variant.state = runtime, VariantState.READY
+        variant.load_seconds = time.perf_counter() - started
+        log.info(
+            "loaded model '%s' variant '%s' (%s on %s) in %.2fs",
+            variant.model_name,
+            variant.name,
+            runtime.platform,
+            runtime.device,
+            variant.load_seconds,
+        )
+
+    def models(self) -> list[ModelEntry]:
+        return list(self._models.values())
+
+    def variants(self) -> Iterator[Variant]:
+        for entry in self._models.values():
+            yield from entry.variants.values()
+
+    def get(self, model: str) -> ModelEntry:
+        entry = self._models.get(model)
+        if entry is None:
+            raise NotFound(f"unknown model '{model}'; this server has {', '.join(self._models) or 'no models'}")
+        return entry
+
+    def resolve(self, model: str, version: str | None) -> Variant:
+        return self.get(model).resolve(version)
+
+    def not_ready_reasons(self) -> list[str]:
+        """Why the server is not ready; empty when it is."""
+        if not self.loaded:
+            return ["models are still loading"]
+        reasons = []
+        for entry in self._models.values():
+            if entry.manifest is None or not entry.manifest.required:
+                continue
+            variant = entry.variants[entry.manifest.default]
+            if variant.state is not VariantState.READY:
+                reasons.append(f"required model '{entry.name}' variant '{variant.name}': {variant.reason}")
+        return reasons
+
+    def close(self) -> None:
+        for variant in self.variants():
+            if variant.runtime is not None:
+                variant.runtime.close()
+                variant.runtime = None
+
+
+def _info(spec: TensorSpec) -> TensorInfo:
+    return TensorInfo(spec.name, spec.datatype, tuple(None if dim == -1 else dim for dim in spec.shape))
+
+
+def check_signature(manifest: ModelManifest, runtime: Runtime) -> None:
+    """The manifest's tensors must exist in the file with the same datatype and compatible shape."""
+    for kind, declared, actual in (
+        ("input", manifest.inputs, runtime.inputs()),
+        ("output", manifest.outputs, runtime.outputs()),
+    ):
+        found = {info.name: info for info in actual}
+        for spec in declared:
+            info = found.get(spec.name)
+            if info is None:
+                raise RuntimeLoadError(f"the file has no {kind} '{spec.name}' (it has {sorted(found)})")
+            if info.datatype != spec.datatype:
+                raise RuntimeLoadError(
+                    f"{kind} '{spec.name}' is {info.datatype} in the file, {spec.datatype} in model.yaml"
+                )
+            if len(info.shape) != len(spec.shape) or any(
+                have is not None and want != -1 and have != want
+                for have, want in zip(info.shape, spec.shape, strict=True)
+            ):
+                raise RuntimeLoadError(
+                    f"{kind} '{spec.name}' has shape {list(info.shape)} in the file, {spec.shape} in model.yaml"
+                )
+        if kind == "input" and len(found) != len(declared):
+            extra = sorted(set(found) - {spec.name for spec in declared})
+            raise RuntimeLoadError(f"the file needs inputs {extra} that model.yaml does not declare")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of the model file and of ONNX external data beside it: a rebuilt model gets a new digest."""
+    digest = hashlib.sha256()
+    for part in (path, path.with_name(path.name + ".data")):
+        if part.is_file():
+            with part.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+    return digest.hexdigest()

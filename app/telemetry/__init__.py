@@ -1,0 +1,1 @@
+"""Prometheus telemetry: every metric family in one place, and its exposition."""

