@@ -1,6 +1,7 @@
 """TorchScript through torch (the optional ``torch`` extra). Archives load with ``torch.jit.load``,
 which reads TorchScript's own format: no ``torch.load`` of pickled modules anywhere."""
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,11 @@ class TorchScriptRuntime:
             torch.set_num_threads(options.torch_threads)
         self.device = "cuda:0" if torch.cuda.is_available() else "cpu"
         try:
-            self._module = torch.jit.load(str(path), map_location=self.device).eval()  # type: ignore[no-untyped-call]
+            # torch 2.13 deprecates TorchScript in favour of torch.export, but TorchScript archives are what
+            # users bring and what this runtime exists to serve.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit.load")
+                self._module = torch.jit.load(str(path), map_location=self.device).eval()  # type: ignore[no-untyped-call]
         except Exception as exc:  # torch raises RuntimeError / ValueError variants for bad archives
             raise RuntimeLoadError(f"torch cannot load {path.name} as TorchScript: {exc}") from None
         # A TorchScript module takes positional tensors and returns a tensor or tuple, so names come from the

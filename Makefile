@@ -1,0 +1,42 @@
+# The two set-up commands of the README:
+#   make serve   install the gateway and serve the bundled demo models on 127.0.0.1:8000
+#   make test    install everything the tests need (system programs too) and run lint, types and tests
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Programs the test suite runs for real; Debian package names.
+SYSTEM_PACKAGES := redis-server
+SYSTEM_PROGRAMS := redis-server
+
+.PHONY: serve test install-serve install-dev system-deps lint
+
+serve: install-serve
+	$(BIN)/servometer serve
+
+test: system-deps install-dev lint
+	$(BIN)/python -m pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install-serve: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build]'
+
+install-dev: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build,dev]'
+
+system-deps:
+	@missing=""; for program in $(SYSTEM_PROGRAMS); do command -v $$program >/dev/null || missing="$$missing $$program"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	else \
+		echo "The tests need these programs:$$missing. Install the Debian packages: $(SYSTEM_PACKAGES)" >&2; exit 1; \
+	fi

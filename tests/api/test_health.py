@@ -1,0 +1,61 @@
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from app.repository.registry import Registry
+
+
+def test_live_ready_and_server_metadata(client):
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get("/v2/health/ready").status_code == 200
+    metadata = client.get("/v2").json()
+    assert metadata["name"] == "servometer"
+    assert metadata["extensions"] == ["binary_tensor_data", "model_configuration"]
+
+
+def test_ready_is_503_while_models_load_and_inference_waits_for_nothing(demo_models, monkeypatch):
+    release = threading.Event()
+    original = Registry.load_all
+
+    def slow_load(self: Registry) -> None:
+        release.wait(10)
+        original(self)
+
+    monkeypatch.setattr(Registry, "load_all", slow_load)
+    with TestClient(create_app(Settings(models=demo_models))) as client:
+        assert client.get("/v2/health/live").status_code == 200
+        response = client.get("/v2/health/ready")
+        assert response.status_code == 503
+        assert response.json() == {"error": "not ready: models are still loading"}
+        infer = client.post(
+            "/v2/models/digits/infer",
+            json={"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": [0] * 64}]},
+        )
+        assert infer.status_code == 503
+        assert "is not ready" in infer.json()["error"]
+        release.set()
+        deadline = time.monotonic() + 30
+        while client.get("/v2/health/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_unknown_route_answers_in_the_protocol_error_format(client):
+    response = client.get("/v2/nothing/here")
+    assert response.status_code == 404
+    assert "error" in response.json()
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs"])
+def test_openapi_docs_are_served(client, path):
+    assert client.get(path).status_code == 200
+
+
+def test_openapi_documents_the_inference_request_body(client):
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/v2/models/{model}/infer"]["post"]["requestBody"]["content"]
+    assert "inputs" in body["application/json"]["schema"]["properties"]

@@ -1,0 +1,80 @@
+import shutil
+
+import pytest
+import yaml
+
+from app.errors import NotFound, Unavailable
+from app.repository.registry import Registry, VariantState, file_digest
+from app.runtimes.base import RuntimeOptions
+from tests.helpers import copy_model
+
+
+@pytest.fixture
+def repository(tmp_path, demo_models):
+    copy_model("digits", tmp_path)
+    return tmp_path
+
+
+def _loaded(root) -> Registry:
+    registry = Registry(root, RuntimeOptions())
+    registry.scan()
+    registry.load_all()
+    return registry
+
+
+def test_variants_resolve_by_number_name_or_default(repository):
+    registry = _loaded(repository)
+    assert registry.resolve("digits", None).name == "fp32"
+    assert registry.resolve("digits", "2").name == "int8"
+    assert registry.resolve("digits", "torchscript").version == 3
+    assert registry.not_ready_reasons() == []
+
+
+@pytest.mark.parametrize(("model", "version", "error"), [("nope", None, NotFound), ("digits", "7", NotFound)])
+def test_unknown_model_or_variant_is_not_found(repository, model, version, error):
+    with pytest.raises(error):
+        _loaded(repository).resolve(model, version)
+
+
+def test_a_broken_manifest_leaves_the_other_models_serving(repository):
+    (repository / "broken").mkdir()
+    (repository / "broken" / "model.yaml").write_text("name: broken\ninputs: nope\n")
+    registry = _loaded(repository)
+    assert registry.resolve("digits", None).state is VariantState.READY
+    with pytest.raises(Unavailable, match=r"broken/model.yaml: inputs"):
+        registry.resolve("broken", None)
+
+
+def test_a_corrupt_file_marks_only_that_variant_unavailable(repository):
+    (repository / "digits" / "model.int8.onnx").write_bytes(b"not an onnx file")
+    registry = _loaded(repository)
+    int8 = registry.resolve("digits", "int8")
+    assert int8.state is VariantState.UNAVAILABLE
+    assert "onnxruntime cannot load model.int8.onnx" in int8.reason
+    assert registry.resolve("digits", "fp32").state is VariantState.READY
+    assert registry.not_ready_reasons() == []
+
+
+def test_a_required_model_whose_default_variant_fails_keeps_the_server_not_ready(repository):
+    (repository / "digits" / "model.fp32.onnx").unlink()
+    registry = _loaded(repository)
+    (reason,) = registry.not_ready_reasons()
+    assert "required model 'digits' variant 'fp32'" in reason
+    assert "does not exist" in reason
+
+
+def test_a_manifest_that_disagrees_with_the_file_marks_the_variant_unavailable(repository):
+    path = repository / "digits" / "model.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["inputs"][0]["datatype"] = "FP64"
+    path.write_text(yaml.safe_dump(document))
+    registry = _loaded(repository)
+    assert "input 'image' is FP32 in the file, FP64 in model.yaml" in registry.resolve("digits", "fp32").reason
+
+
+def test_digest_changes_when_the_model_file_changes(repository, demo_models):
+    target = repository / "digits" / "model.fp32.onnx"
+    before = file_digest(target)
+    shutil.copy(demo_models / "digits" / "model.int8.onnx", target)
+    assert file_digest(target) != before
+    assert _loaded(repository).resolve("digits", "fp32").digest == file_digest(target)

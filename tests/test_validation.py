@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from app.errors import InvalidRequest
+from app.protocol.codec import DecodedRequest, Tensor
+from app.protocol.schemas import RequestOutput
+from app.repository.manifest import load_manifest
+from app.validation import check_request
+from tests.helpers import MODELS
+
+DIGITS = load_manifest(MODELS / "digits")
+MINILM = load_manifest(MODELS / "minilm")
+
+
+def _request(*tensors: Tensor, outputs: list[str] | None = None) -> DecodedRequest:
+    wanted = None if outputs is None else [RequestOutput(name=name) for name in outputs]
+    return DecodedRequest(None, {}, list(tensors), wanted)
+
+
+def _image(batch: int = 1, dtype: str = "FP32", shape: tuple[int, ...] | None = None) -> Tensor:
+    return Tensor("image", dtype, np.zeros(shape or (batch, 1, 8, 8), dtype=np.float32))
+
+
+def test_a_matching_request_passes():
+    check_request(DIGITS, _request(_image(4), outputs=["label"]))
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (_request(Tensor("pixels", "FP32", np.zeros((1, 1, 8, 8), np.float32))), "needs inputs ['image']"),
+        (_request(_image(), Tensor("extra", "FP32", np.zeros(1, np.float32))), "has no inputs ['extra']"),
+        (_request(_image(dtype="FP64")), "input 'image': expected datatype FP32, got FP64"),
+        (_request(_image(shape=(1, 8, 8))), "input 'image': expected shape [-1, 1, 8, 8], got [1, 8, 8]"),
+        (_request(_image(shape=(1, 1, 8, 9))), "got [1, 1, 8, 9]"),
+        (_request(_image(65)), "batch size 65 exceeds model 'digits' max_batch_size 64"),
+        (_request(_image(), outputs=["logit"]), "has no output 'logit'; its outputs are ['logits'"),
+    ],
+)
+def test_requests_that_do_not_match_the_model_are_rejected_with_what_was_expected(request_, message):
+    with pytest.raises(InvalidRequest) as caught:
+        check_request(DIGITS, request_)
+    assert message in caught.value.message
+
+
+def test_inputs_must_agree_on_batch_size_and_respect_max_shape():
+    ids = Tensor("input_ids", "INT64", np.zeros((2, 8), np.int64))
+    with pytest.raises(InvalidRequest, match="disagree on the batch size"):
+        check_request(MINILM, _request(ids, Tensor("attention_mask", "INT64", np.zeros((3, 8), np.int64))))
+    long_ids = Tensor("input_ids", "INT64", np.zeros((1, 300), np.int64))
+    long_mask = Tensor("attention_mask", "INT64", np.zeros((1, 300), np.int64))
+    with pytest.raises(InvalidRequest, match="input 'input_ids': dimension 1 is 300, at most 256"):
+        check_request(MINILM, _request(long_ids, long_mask))
