@@ -15,7 +15,7 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     """Server-wide settings. Every field can be set as ``SERVOMETER_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="SERVOMETER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SERVOMETER_", extra="ignore", use_attribute_docstrings=True)
 
     host: str = "127.0.0.1"
     """Address to bind. Loopback by default: exposing the gateway is an explicit choice."""
