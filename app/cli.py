@@ -4,12 +4,15 @@ Flags override ``SERVOMETER_*`` environment variables, which override the defaul
 """
 
 import argparse
+import copy
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+import uvicorn.config
 
 from app.config import Settings
 from app.repository.builder import build_models
@@ -76,4 +79,12 @@ def _serve(args: argparse.Namespace) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
     )
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging set-up, extended to the ``app`` loggers (model loading, failures)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["app"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config

@@ -1,7 +1,9 @@
 import subprocess
 import sys
 
-from tests.helpers import MODELS
+import httpx
+
+from tests.helpers import MODELS, free_port, wait_ready
 
 
 def _servometer(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,3 +34,28 @@ def test_serve_help_lists_every_flag_with_its_environment_variable():
     ]:
         assert flag in help_text
         assert env in help_text
+
+
+def test_serve_builds_missing_model_files_before_serving(demo_models, tmp_path):
+    folder = tmp_path / "copied"
+    folder.mkdir()
+    manifest = (MODELS / "digits" / "model.yaml").read_text().replace("name: digits", "name: copied")
+    (folder / "model.yaml").write_text(manifest.split("  - name: int8")[0])
+    source = MODELS / "digits" / "model.fp32.onnx"
+    (folder / "build.py").write_text(f"import shutil\nshutil.copy({str(source)!r}, 'model.fp32.onnx')\n")
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(port), "--models", str(tmp_path)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(f"127.0.0.1:{port}", process, log)
+        assert (folder / "model.fp32.onnx").is_file()
+        assert httpx.get(f"http://127.0.0.1:{port}/v2/models/copied/ready").status_code == 200
+        assert "building model 'copied'" in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -1,5 +1,7 @@
 """ONNX Runtime: picks the best execution provider present (TensorRT, CUDA, then CPU)."""
 
+import importlib.metadata
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -7,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from app.runtimes.base import RuntimeLoadError, RuntimeOptions, TensorInfo
+
+log = logging.getLogger(__name__)
 
 # Fastest first. CPU is always present and always last, so every model can fall back to it.
 _PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -36,6 +40,17 @@ def choose_providers(available: Sequence[str], requested: Sequence[str]) -> list
     return chosen
 
 
+def conflicting_packages(installed: Sequence[str]) -> str | None:
+    """A warning when both ONNX Runtime builds are installed: they share one module and the GPU one loses."""
+    names = {name.lower().replace("_", "-") for name in installed}
+    if {"onnxruntime", "onnxruntime-gpu"} <= names:
+        return (
+            "both onnxruntime and onnxruntime-gpu are installed; they overwrite each other and CUDA may be "
+            "missing: pip uninstall onnxruntime onnxruntime-gpu, then install servometer[cpu] or servometer[gpu]"
+        )
+    return None
+
+
 class OnnxRuntime:
     platform = "onnxruntime_onnx"
 
@@ -49,6 +64,9 @@ class OnnxRuntime:
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = options.onnx_intra_op_threads
         session_options.inter_op_num_threads = options.onnx_inter_op_threads
+        conflict = conflicting_packages([dist.metadata["Name"] for dist in importlib.metadata.distributions()])
+        if conflict:
+            log.warning(conflict)
         providers = choose_providers(ort.get_available_providers(), options.onnx_providers)
         try:
             self._session: Any = ort.InferenceSession(str(path), session_options, providers=providers)
