@@ -16,6 +16,7 @@ from app import __version__
 from app.api import router
 from app.api.errors import install_error_handlers
 from app.config import Settings
+from app.context import AppContext
 from app.repository.registry import Registry, VariantState
 from app.runtimes.base import RuntimeOptions
 from app.service import InferenceService
@@ -53,10 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Open Inference Protocol (KServe v2) gateway with built-in performance telemetry.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.registry = registry
-    app.state.service = InferenceService(registry)
-    app.state.metrics = metrics
+    app.state.context = AppContext(settings, registry, InferenceService(registry), metrics)
     install_error_handlers(app)
     app.include_router(router)
     return app

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Response
 
 from app import __version__
-from app.api.deps import RegistryDep
+from app.api.deps import ContextDep
 from app.errors import Unavailable
 from app.protocol.schemas import ServerMetadata
 
@@ -19,8 +19,8 @@ async def live() -> Response:
 
 
 @router.get("/v2/health/ready", summary="Readiness: every required model is loaded")
-async def ready(registry: RegistryDep) -> Response:
-    reasons = registry.not_ready_reasons()
+async def ready(context: ContextDep) -> Response:
+    reasons = context.registry.not_ready_reasons()
     if reasons:
         raise Unavailable("not ready: " + "; ".join(reasons))
     return Response(status_code=200)

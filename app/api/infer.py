@@ -7,7 +7,7 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from app.api.deps import MetricsDep, ServiceDep, SettingsDep
+from app.api.deps import ContextDep
 from app.errors import InvalidRequest, PayloadTooLarge, ServingError, UnsupportedEncoding
 from app.protocol import compression
 from app.protocol.codec import HEADER_LENGTH, decode_request, encode_response
@@ -44,19 +44,17 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
 )
 async def infer(
     request: Request,
-    service: ServiceDep,
-    metrics: MetricsDep,
-    settings: SettingsDep,
+    context: ContextDep,
     model: str,
     version: str | None = None,
 ) -> Response:
     started = time.perf_counter()
-    variant = service.resolve(model, version)
+    variant = context.service.resolve(model, version)
     outcome = "server_error"
     try:
-        body = await read_body(request, settings.max_request_bytes)
+        body = await read_body(request, context.settings.max_request_bytes)
         decoded = decode_request(body, _header_length(request))
-        result = await service.infer(variant, decoded)
+        result = await context.service.infer(variant, decoded)
         encoded = encode_response(
             model_name=variant.model_name,
             model_version=str(variant.version),
@@ -76,7 +74,7 @@ async def infer(
         outcome = exc.outcome
         raise
     finally:
-        metrics.observe_request(variant.model_name, variant.name, outcome, time.perf_counter() - started)
+        context.metrics.observe_request(variant.model_name, variant.name, outcome, time.perf_counter() - started)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -3,11 +3,11 @@
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api.deps import MetricsDep
+from app.api.deps import ContextDep
 
 router = APIRouter(tags=["telemetry"])
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(metrics: MetricsDep) -> Response:
-    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(context: ContextDep) -> Response:
+    return Response(context.metrics.render(), media_type=CONTENT_TYPE_LATEST)

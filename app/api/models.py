@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from app.api.deps import RegistryDep
+from app.api.deps import ContextDep
 from app.errors import Unavailable
 from app.protocol.datatypes import triton_type
 from app.protocol.schemas import ModelMetadata, TensorMetadata
@@ -19,8 +19,8 @@ _BACKENDS = {"onnx": "onnxruntime", "torchscript": "pytorch"}
 
 @router.get("/v2/models/{model}", response_model=ModelMetadata, summary="Model metadata (default variant)")
 @router.get("/v2/models/{model}/versions/{version}", response_model=ModelMetadata, summary="Metadata of one variant")
-async def model_metadata(registry: RegistryDep, model: str, version: str | None = None) -> ModelMetadata:
-    entry = registry.get(model)
+async def model_metadata(context: ContextDep, model: str, version: str | None = None) -> ModelMetadata:
+    entry = context.registry.get(model)
     variant = entry.resolve(version)
     versions = [str(variant.version)] if version else [str(v.version) for v in entry.variants.values()]
     return ModelMetadata(
@@ -34,8 +34,8 @@ async def model_metadata(registry: RegistryDep, model: str, version: str | None 
 
 @router.get("/v2/models/{model}/ready", summary="200 when the default variant serves")
 @router.get("/v2/models/{model}/versions/{version}/ready", summary="200 when the variant serves")
-async def model_ready(registry: RegistryDep, model: str, version: str | None = None) -> Response:
-    variant = registry.resolve(model, version)
+async def model_ready(context: ContextDep, model: str, version: str | None = None) -> Response:
+    variant = context.registry.resolve(model, version)
     if variant.state is not VariantState.READY:
         detail = variant.reason or "loading"
         raise Unavailable(f"model '{model}' variant '{variant.name}' is not ready: {detail}")
@@ -44,8 +44,8 @@ async def model_ready(registry: RegistryDep, model: str, version: str | None = N
 
 @router.get("/v2/models/{model}/config", summary="Model configuration in Triton's JSON form")
 @router.get("/v2/models/{model}/versions/{version}/config", summary="Configuration of one variant")
-async def model_config(registry: RegistryDep, model: str, version: str | None = None) -> dict[str, Any]:
-    return triton_config(registry.resolve(model, version))
+async def model_config(context: ContextDep, model: str, version: str | None = None) -> dict[str, Any]:
+    return triton_config(context.registry.resolve(model, version))
 
 
 def _tensor(spec: TensorSpec) -> TensorMetadata:

@@ -16,7 +16,7 @@ from app.repository.registry import Registry
 def registry_of(client: TestClient) -> Registry:
     app = client.app
     assert isinstance(app, FastAPI)
-    registry: Registry = app.state.registry
+    registry: Registry = app.state.context.registry
     return registry
 
 
