@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=64 * MIB, ge=1024)
     """Largest request body accepted, counted on the bytes actually read and after decompression (413 above)."""
 
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    """On shutdown, how long queued and running requests get to finish before they are failed."""
+
     onnx_providers: list[str] = Field(default_factory=list)
     """ONNX Runtime execution providers in order of preference; empty picks TensorRT / CUDA when present, else CPU."""
 

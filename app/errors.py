@@ -9,13 +9,15 @@ from typing import ClassVar
 class ServingError(Exception):
     """Base of every error a client may see; the message names what was wrong."""
 
-    status: ClassVar[int] = 500
+    status: int = 500
     outcome: ClassVar[str] = "server_error"
 
-    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        if status is not None:
+            self.status = status
 
 
 class InvalidRequest(ServingError):
@@ -51,6 +53,27 @@ class Unavailable(ServingError):
 
     status = 503
     outcome = "rejected"
+
+
+class Overloaded(ServingError):
+    """The variant's queue is full: rejected at once (503 by default, 429 where the model asks for it)."""
+
+    status = 503
+    outcome = "rejected"
+
+
+class QueueTimeout(ServingError):
+    """The request waited in the queue past its timeout and never reached the model."""
+
+    status = 504
+    outcome = "timeout"
+
+
+class ClientGone(ServingError):
+    """The client disconnected before its request was computed; nobody reads this answer."""
+
+    status = 499
+    outcome = "client_error"
 
 
 class ModelFailed(ServingError):

@@ -37,15 +37,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     metrics = Metrics()
+    service = InferenceService(registry, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry.scan()
-        loading = asyncio.create_task(_load(registry, metrics))
+        loading = asyncio.create_task(_load(registry, service))
         try:
             yield
         finally:
             loading.cancel()
+            await service.close(settings.drain_timeout_s)
             registry.close()
 
     app = FastAPI(
@@ -54,14 +56,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Open Inference Protocol (KServe v2) gateway with built-in performance telemetry.",
         lifespan=lifespan,
     )
-    app.state.context = AppContext(settings, registry, InferenceService(registry), metrics)
+    app.state.context = AppContext(settings, registry, service, metrics)
     install_error_handlers(app)
     app.include_router(router)
     return app
 
 
-async def _load(registry: Registry, metrics: Metrics) -> None:
+async def _load(registry: Registry, service: InferenceService) -> None:
     await anyio.to_thread.run_sync(registry.load_all)
     for variant in registry.variants():
-        metrics.register_variant(variant.model_name, variant.name, variant.state is VariantState.READY)
+        service.metrics.register_variant(variant.model_name, variant.name, variant.state is VariantState.READY)
+    service.start()
     log.info("model repository loaded: %s", ", ".join(e.name for e in registry.models()) or "no models")

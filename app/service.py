@@ -1,14 +1,17 @@
-"""The inference flow, independent of HTTP: resolve the variant, check the request, run the model."""
+"""The inference flow, independent of HTTP: resolve the variant, check the request, queue it for its batcher."""
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
-import anyio.to_thread
 import numpy as np
 
-from app.errors import ModelFailed, Unavailable
+from app.batching.batcher import DynamicBatcher
+from app.batching.policy import priority_level, queue_timeout
+from app.errors import ClientGone, Unavailable
 from app.protocol.codec import DecodedRequest, wants_binary
 from app.repository.registry import Registry, Variant, VariantState
+from app.telemetry.metrics import Metrics
 from app.validation import check_request
 
 log = logging.getLogger(__name__)
@@ -22,27 +25,55 @@ class InferenceResult:
 
 
 class InferenceService:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, metrics: Metrics) -> None:
         self.registry = registry
+        self.metrics = metrics
+        self._batchers: dict[tuple[str, str], DynamicBatcher] = {}
+        self.started = False
+
+    def start(self) -> None:
+        """Give every loaded variant its batcher; call from the event loop once the registry has loaded."""
+        for variant in self.registry.variants():
+            if variant.state is VariantState.READY and variant.runtime is not None:
+                label = f"model '{variant.model_name}' variant '{variant.name}'"
+                metrics = self.metrics.for_variant(variant.model_name, variant.name)
+                batcher = DynamicBatcher(label, variant.runtime, variant.manifest.batching, metrics)
+                batcher.start()
+                self._batchers[(variant.model_name, variant.name)] = batcher
+        self.started = True
+
+    def not_ready_reasons(self) -> list[str]:
+        """Why the server is not ready; empty when it is."""
+        if not self.started:
+            return ["models are still loading"]
+        return self.registry.required_failures()
+
+    async def close(self, timeout: float) -> None:
+        """Finish what is queued (up to ``timeout`` seconds) and stop every batcher."""
+        await asyncio.gather(*(batcher.close(timeout) for batcher in self._batchers.values()))
 
     def resolve(self, model: str, version: str | None) -> Variant:
         return self.registry.resolve(model, version)
 
-    async def infer(self, variant: Variant, request: DecodedRequest) -> InferenceResult:
+    async def infer(
+        self, variant: Variant, request: DecodedRequest, client_gone: asyncio.Future[None] | None = None
+    ) -> InferenceResult:
+        """Run one request through its variant's batcher. ``client_gone`` completes if the client disconnects."""
         manifest = variant.manifest
         check_request(manifest, request)
-        runtime = variant.runtime
-        if variant.state is not VariantState.READY or runtime is None:
+        batcher = self._batchers.get((variant.model_name, variant.name))
+        if batcher is None:
             detail = variant.reason or "it is still loading"
             raise Unavailable(f"model '{manifest.name}' variant '{variant.name}' is not ready: {detail}")
+        level = priority_level(manifest.batching, request.parameters)
+        timeout = queue_timeout(manifest.batching, request.parameters)
         wanted = request.outputs
-        names = [spec.name for spec in manifest.outputs] if wanted is None else [o.name for o in wanted]
-        inputs = {tensor.name: tensor.array for tensor in request.inputs}
-        try:
-            produced = await anyio.to_thread.run_sync(runtime.infer, inputs, names)
-        except Exception as exc:  # any failure inside a model is the model's, not the client's
-            log.exception("model '%s' variant '%s' failed", manifest.name, variant.name)
-            raise ModelFailed(f"model '{manifest.name}' variant '{variant.name}' failed: {exc}") from exc
+        names = tuple(spec.name for spec in manifest.outputs) if wanted is None else tuple(o.name for o in wanted)
+        pending = batcher.submit({t.name: t.array for t in request.inputs}, names, level, timeout)
+        if client_gone is not None:
+            gone = ClientGone(f"the client disconnected while its request waited for {batcher.label}")
+            client_gone.add_done_callback(lambda _: batcher.drop(pending, gone, "disconnected"))
+        produced = await pending.future
         if wanted is None:
             outputs = [(name, produced[name], wants_binary(request, None)) for name in names]
         else:

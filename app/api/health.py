@@ -20,7 +20,7 @@ async def live() -> Response:
 
 @router.get("/v2/health/ready", summary="Readiness: every required model is loaded")
 async def ready(context: ContextDep) -> Response:
-    reasons = context.registry.not_ready_reasons()
+    reasons = context.service.not_ready_reasons()
     if reasons:
         raise Unavailable("not ready: " + "; ".join(reasons))
     return Response(status_code=200)

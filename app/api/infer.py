@@ -3,6 +3,7 @@
 The body is read raw (not through FastAPI's validation) so tensors go straight into numpy.
 """
 
+import asyncio
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -54,7 +55,11 @@ async def infer(
     try:
         body = await read_body(request, context.settings.max_request_bytes)
         decoded = decode_request(body, _header_length(request))
-        result = await context.service.infer(variant, decoded)
+        client_gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            result = await context.service.infer(variant, decoded, client_gone)
+        finally:
+            client_gone.cancel()
         encoded = encode_response(
             model_name=variant.model_name,
             model_version=str(variant.version),
@@ -95,6 +100,12 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
         chunks.append(chunk)
     return compression.decompress(b"".join(chunks), request.headers.get("content-encoding"), limit)
+
+
+async def _disconnected(request: Request) -> None:
+    """Completes when the client hangs up; with the body read, the next ASGI message can only be that."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _header_length(request: Request) -> int | None:

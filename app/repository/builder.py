@@ -50,7 +50,7 @@ def build_models(root: Path, names: list[str] | None = None, force: bool = False
             results.append(BuildResult(folder.name, False, "up to date"))
             continue
         print(f"==> building model '{folder.name}' ({script})", flush=True)  # noqa: T201 - progress for the CLI
-        completed = subprocess.run([sys.executable, str(script)], cwd=folder, check=False)
+        completed = subprocess.run([sys.executable, str(script.resolve())], cwd=folder, check=False)
         if completed.returncode != 0:
             raise RuntimeError(f"{script} failed with exit code {completed.returncode}")
         still_missing = missing_files(folder)

@@ -90,14 +90,37 @@ class BatchingSpec(_Strict):
     """Longest the oldest queued request waits for a fuller batch."""
     preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
     max_queue_size: int = Field(default=1024, ge=1)
-    """Requests waiting beyond this are rejected at once with 503 and Retry-After."""
+    """Requests waiting beyond this are rejected at once with ``overload_status`` and Retry-After."""
+    overload_status: Literal[503, 429] = 503
+    instances: int = Field(default=1, ge=1)
+    """Batches of one variant computing at the same time."""
+    priority_levels: int = Field(default=1, ge=1)
+    """Request parameter ``priority``: 1 is the highest level, 0 means ``default_priority_level``."""
+    default_priority_level: int | None = Field(default=None, ge=1)
+    """Level of requests that name no priority; the lowest level when unset."""
+    max_queue_size_per_level: dict[int, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    """Per-level queue limits, so one level's traffic cannot fill the whole queue."""
+    default_timeout_ms: float = Field(default=0.0, ge=0)
+    """Queue timeout for requests without a ``timeout`` parameter; 0 waits as long as it takes."""
 
     @model_validator(mode="after")
-    def _preferred_within_max(self) -> "BatchingSpec":
+    def _consistent(self) -> "BatchingSpec":
         too_big = [size for size in self.preferred_batch_sizes if size > self.max_batch_size]
         if too_big:
             raise ValueError(f"preferred_batch_sizes {too_big} exceed max_batch_size {self.max_batch_size}")
+        levels = range(1, self.priority_levels + 1)
+        unknown = [level for level in self.max_queue_size_per_level if level not in levels]
+        if unknown or (self.default_priority_level or 1) not in levels:
+            raise ValueError(f"priority levels must lie in 1..{self.priority_levels}")
         return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_batch_size > 1
+
+    @property
+    def default_level(self) -> int:
+        return self.default_priority_level or self.priority_levels
 
 
 class CacheSpec(_Strict):

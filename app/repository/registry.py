@@ -71,7 +71,6 @@ class Registry:
     def __init__(self, root: Path, options: RuntimeOptions) -> None:
         self.root = root
         self.options = options
-        self.loaded = False
         self._models: dict[str, ModelEntry] = {}
 
     def scan(self) -> None:
@@ -95,7 +94,6 @@ class Registry:
         """Load every variant's runtime. Blocking: run it off the event loop."""
         for variant in self.variants():
             self._load(variant)
-        self.loaded = True
 
     def _load(self, variant: Variant) -> None:
         started = time.perf_counter()
@@ -140,10 +138,8 @@ class Registry:
     def resolve(self, model: str, version: str | None) -> Variant:
         return self.get(model).resolve(version)
 
-    def not_ready_reasons(self) -> list[str]:
-        """Why the server is not ready; empty when it is."""
-        if not self.loaded:
-            return ["models are still loading"]
+    def required_failures(self) -> list[str]:
+        """Required models whose default variant does not serve, with the reason; empty when all do."""
         reasons = []
         for entry in self._models.values():
             if entry.manifest is None or not entry.manifest.required:

@@ -35,7 +35,10 @@ LATENCY_BUCKETS = (
     10.0,
     30.0,
 )
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 OUTCOMES = ("success", "client_error", "rejected", "timeout", "server_error")
+DISPATCH_REASONS = ("full", "preferred", "delay")
+DROP_REASONS = ("queue_full", "priority_queue_full", "timeout", "disconnected", "shutdown")
 
 
 class Metrics:
@@ -64,6 +67,47 @@ class Metrics:
             variant,
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "servometer_batch_size",
+            "Samples in each model call the batcher dispatched.",
+            variant,
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=self.registry,
+        )
+        self.batches = Counter(
+            "servometer_batches",
+            "Model calls dispatched, by why: full (max_batch_size reached or batching off), "
+            "preferred (a preferred batch size was ready), delay (the oldest request waited max_queue_delay_ms).",
+            [*variant, "reason"],
+            registry=self.registry,
+        )
+        self.queue_duration = Histogram(
+            "servometer_queue_duration_seconds",
+            "Time each request waited in the batcher's queue before its model call started.",
+            variant,
+            buckets=latency_buckets,
+            registry=self.registry,
+        )
+        self.compute_duration = Histogram(
+            "servometer_compute_duration_seconds",
+            "Model compute time of each batch (one model call).",
+            variant,
+            buckets=latency_buckets,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "servometer_queue_depth",
+            "Requests waiting in the batcher's queue.",
+            variant,
+            registry=self.registry,
+        )
+        self.queue_dropped = Counter(
+            "servometer_queue_dropped_requests",
+            "Requests that never reached the model: queue_full / priority_queue_full (rejected), timeout, "
+            "disconnected (client gone), shutdown.",
+            [*variant, "reason"],
+            registry=self.registry,
+        )
 
     def register_variant(self, model: str, variant: str, ready: bool) -> None:
         """Create the variant's series up front, so dashboards see zeros rather than gaps."""
@@ -72,9 +116,40 @@ class Metrics:
         self.request_duration.labels(model, variant)
         self.model_ready.labels(model, variant).set(1 if ready else 0)
 
+    def for_variant(self, model: str, variant: str) -> "VariantMetrics":
+        return VariantMetrics(self, model, variant)
+
     def observe_request(self, model: str, variant: str, outcome: str, seconds: float) -> None:
         self.requests.labels(model, variant, outcome).inc()
         self.request_duration.labels(model, variant).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class VariantMetrics:
+    """One variant's batching series, bound once so the request path skips the label lookups."""
+
+    def __init__(self, metrics: Metrics, model: str, variant: str) -> None:
+        labels = (model, variant)
+        self._batch_size = metrics.batch_size.labels(*labels)
+        self._batches = {reason: metrics.batches.labels(*labels, reason) for reason in DISPATCH_REASONS}
+        self._queue_duration = metrics.queue_duration.labels(*labels)
+        self._compute_duration = metrics.compute_duration.labels(*labels)
+        self._queue_depth = metrics.queue_depth.labels(*labels)
+        self._dropped = {reason: metrics.queue_dropped.labels(*labels, reason) for reason in DROP_REASONS}
+
+    def queue_depth(self, depth: int) -> None:
+        self._queue_depth.set(depth)
+
+    def dispatched(self, reason: str, samples: int, waits: list[float]) -> None:
+        self._batches[reason].inc()
+        self._batch_size.observe(samples)
+        for wait in waits:
+            self._queue_duration.observe(wait)
+
+    def computed(self, seconds: float) -> None:
+        self._compute_duration.observe(seconds)
+
+    def dropped(self, reason: str) -> None:
+        self._dropped[reason].inc()

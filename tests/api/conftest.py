@@ -9,22 +9,27 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.context import AppContext
 from app.main import create_app
 from app.repository.registry import Registry
 
 
-def registry_of(client: TestClient) -> Registry:
+def context_of(client: TestClient) -> AppContext:
     app = client.app
     assert isinstance(app, FastAPI)
-    registry: Registry = app.state.context.registry
-    return registry
+    context: AppContext = app.state.context
+    return context
+
+
+def registry_of(client: TestClient) -> Registry:
+    return context_of(client).registry
 
 
 @contextmanager
 def started_client(models: Path, **settings: Any) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(models=models, **settings))) as client:
         deadline = time.monotonic() + 60
-        while not registry_of(client).loaded:
+        while not context_of(client).service.started:
             assert time.monotonic() < deadline, "models did not load"
             time.sleep(0.05)
         yield client

@@ -27,7 +27,7 @@ def test_variants_resolve_by_number_name_or_default(repository):
     assert registry.resolve("digits", None).name == "fp32"
     assert registry.resolve("digits", "2").name == "int8"
     assert registry.resolve("digits", "torchscript").version == 3
-    assert registry.not_ready_reasons() == []
+    assert registry.required_failures() == []
 
 
 @pytest.mark.parametrize(("model", "version", "error"), [("nope", None, NotFound), ("digits", "7", NotFound)])
@@ -52,13 +52,13 @@ def test_a_corrupt_file_marks_only_that_variant_unavailable(repository):
     assert int8.state is VariantState.UNAVAILABLE
     assert "onnxruntime cannot load model.int8.onnx" in int8.reason
     assert registry.resolve("digits", "fp32").state is VariantState.READY
-    assert registry.not_ready_reasons() == []
+    assert registry.required_failures() == []
 
 
 def test_a_required_model_whose_default_variant_fails_keeps_the_server_not_ready(repository):
     (repository / "digits" / "model.fp32.onnx").unlink()
     registry = _loaded(repository)
-    (reason,) = registry.not_ready_reasons()
+    (reason,) = registry.required_failures()
     assert "required model 'digits' variant 'fp32'" in reason
     assert "does not exist" in reason
 

@@ -1,0 +1,1 @@
+"""Dynamic batching: one queue and dispatcher per served variant."""

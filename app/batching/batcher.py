@@ -1,0 +1,276 @@
+"""The dynamic batcher: one queue and one dispatcher per served variant.
+
+A dispatcher waits for a free model instance first and only then forms a batch, so requests that arrive
+while every instance computes pile up into the next, larger batch. A batch is dispatched as soon as it is
+full, as soon as a preferred size can be formed, or when its oldest request has waited ``max_queue_delay_ms``.
+Model calls run on the variant's own threads, never on the event loop.
+"""
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.batching.pending import PendingRequest, signature_of
+from app.errors import ModelFailed, Overloaded, QueueTimeout, ServingError, Unavailable
+from app.repository.manifest import BatchingSpec
+from app.runtimes.base import Runtime
+from app.telemetry.metrics import VariantMetrics
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    members: list[PendingRequest]
+    reason: str
+
+
+class DynamicBatcher:
+    def __init__(self, label: str, runtime: Runtime, spec: BatchingSpec, metrics: VariantMetrics) -> None:
+        self.label = label
+        """Names the variant in errors, e.g. ``model 'digits' variant 'fp32'``."""
+        self._runtime = runtime
+        self._spec = spec
+        self._metrics = metrics
+        # 0: batching off, every request is its own model call.
+        self._max_samples = spec.max_batch_size if spec.enabled else 0
+        self._delay = spec.max_queue_delay_ms / 1000 if spec.enabled else 0.0
+        self._preferred = sorted(spec.preferred_batch_sizes, reverse=True) if spec.enabled else []
+        self._ready_at = min(self._preferred, default=self._max_samples)
+        self._levels: list[deque[PendingRequest]] = [deque() for _ in range(spec.priority_levels)]
+        self._level_counts = [0] * spec.priority_levels
+        self._queued = 0
+        self._queued_samples = 0
+        self._executor = ThreadPoolExecutor(spec.instances, thread_name_prefix="servometer-batch")
+        self._closing = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the dispatcher; call from the running event loop, which owns the queue's events."""
+        self._loop = asyncio.get_running_loop()
+        self._arrival = asyncio.Event()
+        self._slots = asyncio.Semaphore(self._spec.instances)
+        self._task = asyncio.create_task(self._dispatch_loop(), name=f"batcher {self.label}")
+
+    @property
+    def depth(self) -> int:
+        return self._queued
+
+    def submit(
+        self, inputs: dict[str, np.ndarray], outputs: tuple[str, ...], level: int, timeout: float | None
+    ) -> PendingRequest:
+        """Queue a request (already validated) and return it; await its ``future`` for its outputs."""
+        if self._closing:
+            self._metrics.dropped("shutdown")
+            raise Unavailable(f"{self.label} is shutting down")
+        if self._queued >= self._spec.max_queue_size:
+            self._reject("queue_full", f"the queue of {self.label} is full ({self._spec.max_queue_size} requests)")
+        level_limit = self._spec.max_queue_size_per_level.get(level)
+        if level_limit is not None and self._level_counts[level - 1] >= level_limit:
+            self._reject(
+                "priority_queue_full", f"the priority {level} queue of {self.label} is full ({level_limit} requests)"
+            )
+        first = next(iter(inputs.values()))
+        pending = PendingRequest(
+            inputs=inputs,
+            outputs=outputs,
+            samples=int(first.shape[0]) if first.ndim else 1,
+            signature=signature_of(inputs),
+            level=level,
+            enqueued_at=self._loop.time(),
+            future=self._loop.create_future(),
+        )
+        pending.future.add_done_callback(lambda _: self._unqueue(pending))
+        if timeout is not None:
+            pending.timer = self._loop.call_later(timeout, self._expire, pending, timeout)
+        self._levels[level - 1].append(pending)
+        self._level_counts[level - 1] += 1
+        self._queued += 1
+        self._queued_samples += pending.samples
+        self._metrics.queue_depth(self._queued)
+        self._arrival.set()
+        return pending
+
+    def drop(self, pending: PendingRequest, error: ServingError, reason: str) -> None:
+        """Take a request out before compute (client gone, timed out); a no-op once it is dispatched."""
+        if pending.queued and not pending.future.done():
+            self._unqueue(pending)
+            self._metrics.dropped(reason)
+            pending.future.set_exception(error)
+
+    def _reject(self, reason: str, message: str) -> None:
+        self._metrics.dropped(reason)
+        raise Overloaded(message, headers={"retry-after": RETRY_AFTER_S}, status=self._spec.overload_status)
+
+    def _expire(self, pending: PendingRequest, timeout: float) -> None:
+        message = f"request waited {timeout * 1000:g} ms in the queue of {self.label} without being scheduled"
+        self.drop(pending, QueueTimeout(message), "timeout")
+
+    def _unqueue(self, pending: PendingRequest) -> None:
+        if not pending.queued:
+            return
+        pending.queued = False
+        if pending.timer is not None:
+            pending.timer.cancel()
+        self._level_counts[pending.level - 1] -= 1
+        self._queued -= 1
+        self._queued_samples -= pending.samples
+        self._metrics.queue_depth(self._queued)
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._slots.acquire()
+            batch = await self._next_batch()
+            if batch is None:
+                self._slots.release()
+                return
+            task = asyncio.create_task(self._execute(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _next_batch(self) -> Batch | None:
+        while True:
+            head = next(self._live(), None)
+            if head is None:
+                if self._closing:
+                    return None
+                await self._wait_for_arrival(None)
+                continue
+            # The O(1) sample count says whether forming a batch can succeed before scanning the queue.
+            if self._max_samples and self._queued_samples < self._ready_at and not self._closing:
+                remaining = head.enqueued_at + self._delay - self._loop.time()
+                if remaining > 0:
+                    await self._wait_for_arrival(remaining)
+                    continue
+            members, samples = self._collect(head)
+            reason = self._reason(samples)
+            if reason is None:
+                remaining = head.enqueued_at + self._delay - self._loop.time()
+                if remaining > 0 and not self._closing:
+                    await self._wait_for_arrival(remaining)
+                    continue
+                reason = "delay"
+            elif reason == "preferred":
+                members = self._trim(members, samples)
+            for member in members:
+                self._unqueue(member)
+            return Batch(members, reason)
+
+    async def _wait_for_arrival(self, timeout: float | None) -> None:
+        self._arrival.clear()
+        timer = None if timeout is None else self._loop.call_later(timeout, self._arrival.set)
+        await self._arrival.wait()
+        if timer is not None:
+            timer.cancel()
+
+    def _live(self) -> Iterator[PendingRequest]:
+        """Queued requests, highest priority first, oldest first; drops finished ones from the fronts."""
+        for level in self._levels:
+            while level and not level[0].queued:
+                level.popleft()
+            for pending in level:
+                if pending.queued:
+                    yield pending
+
+    def _collect(self, head: PendingRequest) -> tuple[list[PendingRequest], int]:
+        """Requests that can share a call with ``head``, in order, until the next one would overflow it."""
+        if not self._max_samples:
+            return [head], head.samples
+        members: list[PendingRequest] = []
+        samples = 0
+        for pending in self._live():
+            if pending.signature != head.signature:
+                continue
+            if members and samples + pending.samples > self._max_samples:
+                break
+            members.append(pending)
+            samples += pending.samples
+            if samples == self._max_samples:
+                break
+        return members, samples
+
+    def _reason(self, samples: int) -> str | None:
+        if not self._max_samples or samples >= self._max_samples:
+            return "full"
+        if self._preferred and samples >= self._preferred[-1]:
+            return "preferred"
+        return None
+
+    def _trim(self, members: list[PendingRequest], samples: int) -> list[PendingRequest]:
+        """The longest prefix of ``members`` that stays within the largest preferred size reachable."""
+        target = next(size for size in self._preferred if size <= samples)
+        kept, total = [], 0
+        for member in members:
+            if total + member.samples > target:
+                break
+            kept.append(member)
+            total += member.samples
+        return kept
+
+    async def _execute(self, batch: Batch) -> None:
+        try:
+            members = [member for member in batch.members if not member.future.done()]
+            if not members:
+                return
+            samples = sum(member.samples for member in members)
+            now = self._loop.time()
+            self._metrics.dispatched(batch.reason, samples, [now - member.enqueued_at for member in members])
+            inputs = _concatenate(members)
+            outputs = tuple(dict.fromkeys(name for member in members for name in member.outputs))
+            try:
+                produced = await self._loop.run_in_executor(self._executor, self._runtime.infer, inputs, outputs)
+            except Exception as exc:  # the model's failure is every member's failure, never a hang
+                log.exception("%s failed on a batch of %d", self.label, samples)
+                _fail(members, ModelFailed(f"{self.label} failed: {exc}"))
+                return
+            self._metrics.computed(self._loop.time() - now)
+            _distribute(members, produced, samples, self.label)
+        finally:
+            self._slots.release()
+
+    async def close(self, timeout: float) -> None:
+        """Stop taking requests, finish the queued and running ones within ``timeout``, fail what is left."""
+        self._closing = True
+        self._arrival.set()
+        waiting = [task for task in (self._task, *self._inflight) if task is not None]
+        if waiting:
+            _, unfinished = await asyncio.wait(waiting, timeout=timeout)
+            for task in unfinished:
+                task.cancel()
+        for pending in list(self._live()):
+            self.drop(pending, Unavailable(f"{self.label} shut down before this request ran"), "shutdown")
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _concatenate(members: list[PendingRequest]) -> dict[str, np.ndarray]:
+    if len(members) == 1:
+        return members[0].inputs
+    return {name: np.concatenate([member.inputs[name] for member in members]) for name in members[0].inputs}
+
+
+def _distribute(members: list[PendingRequest], produced: dict[str, np.ndarray], samples: int, label: str) -> None:
+    """Split each output along the batch dimension back to the requests, in order."""
+    wrong = {name: array.shape for name, array in produced.items() if array.ndim == 0 or array.shape[0] != samples}
+    if wrong:
+        _fail(members, ModelFailed(f"{label} returned outputs {wrong} for a batch of {samples}"))
+        return
+    start = 0
+    for member in members:
+        end = start + member.samples
+        if not member.future.done():
+            member.future.set_result({name: produced[name][start:end] for name in member.outputs})
+        start = end
+
+
+def _fail(members: list[PendingRequest], error: ServingError) -> None:
+    for member in members:
+        if not member.future.done():
+            member.future.set_exception(error)

@@ -1,0 +1,23 @@
+"""A request's scheduling parameters: ``priority`` and ``timeout`` (microseconds, as tritonclient sends it)."""
+
+from app.errors import InvalidRequest
+from app.protocol.schemas import ParameterValue
+from app.repository.manifest import BatchingSpec
+
+
+def priority_level(spec: BatchingSpec, parameters: dict[str, ParameterValue]) -> int:
+    """The queue level, 1 highest; the request's ``priority`` 0 or absent means the model's default level."""
+    value = parameters.get("priority", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= spec.priority_levels:
+        raise InvalidRequest(f"parameter 'priority' must be an integer from 0 to {spec.priority_levels}, got {value!r}")
+    return value or spec.default_level
+
+
+def queue_timeout(spec: BatchingSpec, parameters: dict[str, ParameterValue]) -> float | None:
+    """Seconds the request may wait in the queue; None waits as long as it takes."""
+    value = parameters.get("timeout")
+    if value is None:
+        return spec.default_timeout_ms / 1000 or None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidRequest(f"parameter 'timeout' must be a positive integer of microseconds, got {value!r}")
+    return value / 1_000_000
