@@ -1,20 +1,24 @@
 """Shared test helpers: the demo repository, a real server process, reference model runs."""
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 
 from app.repository.manifest import load_manifest
+from app.runtimes.base import Runtime, TensorInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -77,17 +81,56 @@ def minilm_tokens(count: int) -> dict[str, np.ndarray]:
 
 def reference_outputs(model: str, variant_file: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run the model file directly, without the gateway: what every response must equal."""
-    path = MODELS / model / variant_file
-    if path.suffix == ".onnx":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        names = [output.name for output in session.get_outputs()]
-        return dict(zip(names, session.run(names, inputs), strict=True))
+    names = [spec.name for spec in load_manifest(MODELS / model).outputs]
+    if variant_file.endswith(".onnx"):
+        return dict(zip(names, _onnx_session(model, variant_file).run(names, inputs), strict=True))
     import torch
 
-    module = torch.jit.load(str(path))
     with torch.inference_mode():
-        result = module(*(torch.from_numpy(array) for array in inputs.values()))
-    names = [spec.name for spec in load_manifest(MODELS / model).outputs]
+        result = _torchscript_module(model, variant_file)(*(torch.from_numpy(array) for array in inputs.values()))
     return {name: tensor.numpy() for name, tensor in zip(names, result, strict=True)}
+
+
+@functools.cache
+def _onnx_session(model: str, variant_file: str) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(MODELS / model / variant_file), providers=["CPUExecutionProvider"])
+
+
+@functools.cache
+def _torchscript_module(model: str, variant_file: str) -> Any:
+    import torch
+
+    return torch.jit.load(str(MODELS / model / variant_file))
+
+
+class GatedRuntime:
+    """A real model's runtime that records every call's inputs and can hold calls until the test releases them."""
+
+    def __init__(self, inner: Runtime) -> None:
+        self.inner = inner
+        self.platform = inner.platform
+        self.device = inner.device
+        self.calls: list[dict[str, np.ndarray]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Semaphore(0)
+
+    def inputs(self) -> list[TensorInfo]:
+        return self.inner.inputs()
+
+    def outputs(self) -> list[TensorInfo]:
+        return self.inner.outputs()
+
+    def infer(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        self.calls.append({name: array.copy() for name, array in inputs.items()})
+        self.started.release()
+        self.gate.wait(60)
+        return self.inner.infer(inputs, outputs)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def batch_sizes(self) -> list[int]:
+        return [len(next(iter(call.values()))) for call in self.calls]

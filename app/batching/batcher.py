@@ -227,6 +227,9 @@ class DynamicBatcher:
             outputs = tuple(dict.fromkeys(name for member in members for name in member.outputs))
             try:
                 produced = await self._loop.run_in_executor(self._executor, self._runtime.infer, inputs, outputs)
+            except asyncio.CancelledError:  # shutdown gave up on a model that would not finish
+                _fail(members, Unavailable(f"{self.label} shut down while this request was computing"))
+                raise
             except Exception as exc:  # the model's failure is every member's failure, never a hang
                 log.exception("%s failed on a batch of %d", self.label, samples)
                 _fail(members, ModelFailed(f"{self.label} failed: {exc}"))

@@ -1,0 +1,247 @@
+"""The dynamic batcher against the real demo models, with calls recorded and held by a gate."""
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from app.batching.batcher import DynamicBatcher
+from app.errors import ClientGone, ModelFailed, Overloaded, QueueTimeout, Unavailable
+from app.repository.manifest import BatchingSpec
+from app.runtimes.base import RuntimeOptions
+from app.runtimes.onnx import OnnxRuntime
+from app.telemetry.metrics import Metrics
+from tests.helpers import MODELS, GatedRuntime, digits_images, minilm_tokens
+
+OUTPUTS = ("logits", "label")
+
+
+@pytest.fixture(scope="module")
+def digits_runtime(demo_models) -> OnnxRuntime:
+    return OnnxRuntime(MODELS / "digits" / "model.fp32.onnx", RuntimeOptions())
+
+
+def _batcher(runtime, metrics: Metrics | None = None, **spec: object) -> tuple[DynamicBatcher, GatedRuntime, Metrics]:
+    metrics = metrics or Metrics()
+    gated = GatedRuntime(runtime)
+    settings = {"max_batch_size": 64, "max_queue_delay_ms": 5, "max_queue_size": 1024, **spec}
+    batcher = DynamicBatcher(
+        "model 'digits' variant 'fp32'",
+        gated,
+        BatchingSpec.model_validate(settings),
+        metrics.for_variant("digits", "fp32"),
+    )
+    batcher.start()
+    return batcher, gated, metrics
+
+
+async def _hold_first_call(batcher: DynamicBatcher, gated: GatedRuntime, samples: int = 64):
+    """Occupy the single instance with a full batch, so the requests that follow queue up behind it."""
+    gated.gate.clear()
+    first = batcher.submit({"image": digits_images(samples)}, OUTPUTS, 1, None)
+    await asyncio.to_thread(gated.started.acquire)
+    return first
+
+
+def _sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, {"model": "digits", "variant": "fp32", **labels})
+    return value or 0.0
+
+
+async def test_concurrent_requests_share_model_calls_and_each_gets_exactly_its_own_rows(digits_runtime):
+    batcher, gated, _ = _batcher(digits_runtime, max_queue_delay_ms=200)
+    first = await _hold_first_call(batcher, gated)
+    images = digits_images(64)
+    sizes = [1, 3, 2, 5, 1, 4, 2, 1, 6, 3, 2, 1]  # 31 samples in 12 requests
+    starts = np.cumsum([0, *sizes[:-1]])
+    pending = [
+        batcher.submit({"image": images[s : s + n]}, OUTPUTS, 1, None) for s, n in zip(starts, sizes, strict=True)
+    ]
+    gated.gate.set()
+    results = await asyncio.gather(first.future, *(p.future for p in pending))
+    assert gated.batch_sizes() == [64, 31]
+    alone = digits_runtime.infer({"image": images[:31]}, OUTPUTS)
+    for (s, n), result in zip(zip(starts, sizes, strict=True), results[1:], strict=True):
+        for name in OUTPUTS:
+            np.testing.assert_array_equal(result[name], alone[name][s : s + n])
+    await batcher.close(5)
+
+
+async def test_a_full_batch_goes_at_once_without_waiting_for_the_delay(digits_runtime):
+    batcher, gated, metrics = _batcher(digits_runtime, max_batch_size=8, max_queue_delay_ms=30_000)
+    started = time.monotonic()
+    pending = [batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None) for _ in range(8)]
+    await asyncio.gather(*(p.future for p in pending))
+    assert time.monotonic() - started < 5
+    assert gated.batch_sizes() == [8]
+    assert _sample(metrics, "servometer_batches_total", reason="full") == 1
+    await batcher.close(5)
+
+
+async def test_a_partial_batch_waits_for_the_oldest_requests_delay(digits_runtime):
+    batcher, gated, metrics = _batcher(digits_runtime, max_batch_size=8, max_queue_delay_ms=150)
+    started = time.monotonic()
+    pending = [batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None) for _ in range(3)]
+    await asyncio.gather(*(p.future for p in pending))
+    assert time.monotonic() - started >= 0.14
+    assert gated.batch_sizes() == [3]
+    assert _sample(metrics, "servometer_batches_total", reason="delay") == 1
+    assert _sample(metrics, "servometer_queue_duration_seconds_count") == 3
+    await batcher.close(5)
+
+
+async def test_the_largest_ready_preferred_size_is_formed_instead_of_waiting(digits_runtime):
+    batcher, gated, metrics = _batcher(digits_runtime, preferred_batch_sizes=[4, 8], max_queue_delay_ms=30_000)
+    first = await _hold_first_call(batcher, gated)
+    pending = [batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None) for _ in range(11)]
+    gated.gate.set()
+    await asyncio.gather(first.future, *(p.future for p in pending[:8]))
+    assert gated.batch_sizes()[:2] == [64, 8]
+    assert _sample(metrics, "servometer_batches_total", reason="preferred") >= 1
+    # Three remain: not a preferred size, so they wait for the delay (30 s) until shutdown drains them.
+    await asyncio.sleep(0.1)
+    assert batcher.depth == 3
+    await batcher.close(5)
+    await asyncio.gather(*(p.future for p in pending[8:]))
+    assert gated.batch_sizes() == [64, 8, 3]
+
+
+async def test_requests_with_different_non_batch_shapes_never_share_a_call(demo_models):
+    runtime = OnnxRuntime(MODELS / "minilm" / "model.fp32.onnx", RuntimeOptions())
+    metrics = Metrics()
+    gated = GatedRuntime(runtime)
+    spec = BatchingSpec(max_batch_size=32, max_queue_delay_ms=50)
+    batcher = DynamicBatcher("model 'minilm' variant 'fp32'", gated, spec, metrics.for_variant("minilm", "fp32"))
+    batcher.start()
+    tokens = minilm_tokens(4)
+    short = {name: array[:, :8] for name, array in tokens.items()}
+    pending = [batcher.submit(feed, ("sentence_embedding",), 1, None) for feed in (tokens, short, tokens, short)]
+    await asyncio.gather(*(p.future for p in pending))
+    assert sorted(gated.batch_sizes()) == [8, 8]
+    assert sorted({call["input_ids"].shape[1] for call in gated.calls}) == [8, tokens["input_ids"].shape[1]]
+    await batcher.close(5)
+
+
+async def test_higher_priority_requests_are_batched_first(digits_runtime):
+    batcher, gated, _ = _batcher(digits_runtime, max_batch_size=0, priority_levels=2)
+    first = await _hold_first_call(batcher, gated, samples=1)
+    images = digits_images(3)
+    low = [batcher.submit({"image": images[i : i + 1]}, OUTPUTS, 2, None) for i in range(2)]
+    high = batcher.submit({"image": images[2:3]}, OUTPUTS, 1, None)
+    gated.gate.set()
+    await asyncio.gather(first.future, high.future, *(p.future for p in low))
+    order = [call["image"] for call in gated.calls[1:]]
+    np.testing.assert_array_equal(order[0], images[2:3])
+    np.testing.assert_array_equal(np.concatenate(order[1:]), images[:2])
+    await batcher.close(5)
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_a_full_queue_rejects_at_once_with_retry_after(digits_runtime, status):
+    batcher, gated, metrics = _batcher(digits_runtime, max_queue_size=2, overload_status=status)
+    first = await _hold_first_call(batcher, gated)
+    queued = [batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None) for _ in range(2)]
+    with pytest.raises(Overloaded) as caught:
+        batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None)
+    assert caught.value.status == status
+    assert caught.value.headers == {"retry-after": "1"}
+    assert "queue of model 'digits' variant 'fp32' is full (2 requests)" in caught.value.message
+    assert _sample(metrics, "servometer_queue_dropped_requests_total", reason="queue_full") == 1
+    gated.gate.set()
+    await asyncio.gather(first.future, *(p.future for p in queued))
+    await batcher.close(5)
+
+
+async def test_a_per_level_limit_keeps_room_for_higher_priority(digits_runtime):
+    batcher, gated, _ = _batcher(digits_runtime, priority_levels=2, max_queue_size_per_level={2: 1})
+    first = await _hold_first_call(batcher, gated)
+    low = batcher.submit({"image": digits_images(1)}, OUTPUTS, 2, None)
+    with pytest.raises(Overloaded, match="priority 2 queue"):
+        batcher.submit({"image": digits_images(1)}, OUTPUTS, 2, None)
+    high = batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None)
+    gated.gate.set()
+    await asyncio.gather(first.future, low.future, high.future)
+    await batcher.close(5)
+
+
+async def test_a_request_past_its_queue_timeout_never_reaches_the_model(digits_runtime):
+    batcher, gated, metrics = _batcher(digits_runtime)
+    first = await _hold_first_call(batcher, gated)
+    marked = np.full((1, 1, 8, 8), 7.0, np.float32)
+    late = batcher.submit({"image": marked}, OUTPUTS, 1, 0.05)
+    with pytest.raises(QueueTimeout, match="waited 50 ms in the queue"):
+        await late.future
+    assert batcher.depth == 0
+    gated.gate.set()
+    await first.future
+    await asyncio.sleep(0.05)
+    assert all(not np.array_equal(call["image"], marked) for call in gated.calls)
+    assert _sample(metrics, "servometer_queue_dropped_requests_total", reason="timeout") == 1
+    await batcher.close(5)
+
+
+async def test_a_request_whose_client_left_is_dropped_before_compute(digits_runtime):
+    batcher, gated, metrics = _batcher(digits_runtime)
+    first = await _hold_first_call(batcher, gated)
+    gone = batcher.submit({"image": digits_images(2)}, OUTPUTS, 1, None)
+    batcher.drop(gone, ClientGone("client left"), "disconnected")
+    gated.gate.set()
+    await first.future
+    with pytest.raises(ClientGone):
+        await gone.future
+    await asyncio.sleep(0.05)
+    assert gated.batch_sizes() == [64]
+    assert _sample(metrics, "servometer_queue_dropped_requests_total", reason="disconnected") == 1
+    await batcher.close(5)
+
+
+async def test_a_failing_model_fails_every_request_in_the_batch_and_the_next_batch_still_runs(digits_runtime):
+    batcher, gated, _ = _batcher(digits_runtime, max_queue_delay_ms=20)
+    first = await _hold_first_call(batcher, gated)
+    bad = [batcher.submit({"image": digits_images(1)}, ("no_such_output",), 1, None) for _ in range(3)]
+    gated.gate.set()
+    await first.future
+    for pending in bad:
+        with pytest.raises(ModelFailed, match="model 'digits' variant 'fp32' failed"):
+            await pending.future
+    good = batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None)
+    assert (await good.future)["label"].shape == (1,)
+    await batcher.close(5)
+
+
+async def test_with_batching_off_each_request_is_its_own_model_call(digits_runtime):
+    batcher, gated, _ = _batcher(digits_runtime, max_batch_size=0)
+    first = await _hold_first_call(batcher, gated, samples=1)
+    pending = [batcher.submit({"image": digits_images(n)}, OUTPUTS, 1, None) for n in (2, 1, 3)]
+    gated.gate.set()
+    await asyncio.gather(first.future, *(p.future for p in pending))
+    assert gated.batch_sizes() == [1, 2, 1, 3]
+    await batcher.close(5)
+
+
+async def test_shutdown_finishes_queued_requests_and_refuses_new_ones(digits_runtime):
+    batcher, gated, _ = _batcher(digits_runtime, max_queue_delay_ms=30_000)
+    first = await _hold_first_call(batcher, gated)
+    queued = [batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None) for _ in range(5)]
+    closing = asyncio.create_task(batcher.close(10))
+    await asyncio.sleep(0.01)
+    with pytest.raises(Unavailable, match="shutting down"):
+        batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None)
+    gated.gate.set()
+    await closing
+    assert (await first.future)["label"].shape == (64,)
+    results = await asyncio.gather(*(p.future for p in queued))
+    assert all(result["label"].shape == (1,) for result in results)
+    assert gated.batch_sizes() == [64, 5]
+
+
+async def test_shutdown_past_its_deadline_fails_what_is_left_instead_of_hanging(digits_runtime):
+    batcher, gated, _ = _batcher(digits_runtime)
+    first = await _hold_first_call(batcher, gated)
+    queued = batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None)
+    await batcher.close(0.2)
+    for pending in (first, queued):
+        with pytest.raises(Unavailable, match="shut down"):
+            await pending.future
+    gated.gate.set()

@@ -1,0 +1,36 @@
+import pytest
+
+from app.batching.policy import priority_level, queue_timeout
+from app.errors import InvalidRequest
+from app.repository.manifest import BatchingSpec
+
+SPEC = BatchingSpec(priority_levels=3, default_timeout_ms=250)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "level"), [({}, 3), ({"priority": 0}, 3), ({"priority": 1}, 1), ({"priority": 2}, 2)]
+)
+def test_priority_zero_or_absent_means_the_models_default_level(parameters, level):
+    assert priority_level(SPEC, parameters) == level
+
+
+def test_default_priority_level_can_be_set():
+    assert priority_level(BatchingSpec(priority_levels=3, default_priority_level=2), {}) == 2
+
+
+@pytest.mark.parametrize("value", [4, -1, "high", True, 1.5])
+def test_priority_outside_the_levels_is_a_bad_request(value):
+    with pytest.raises(InvalidRequest, match="'priority' must be an integer from 0 to 3"):
+        priority_level(SPEC, {"priority": value})
+
+
+def test_timeout_is_microseconds_with_the_models_default():
+    assert queue_timeout(SPEC, {"timeout": 20_000}) == 0.02
+    assert queue_timeout(SPEC, {}) == 0.25
+    assert queue_timeout(BatchingSpec(), {}) is None
+
+
+@pytest.mark.parametrize("value", [0, -5, "soon", 2.5])
+def test_a_bad_timeout_is_a_bad_request(value):
+    with pytest.raises(InvalidRequest, match="'timeout' must be a positive integer of microseconds"):
+        queue_timeout(SPEC, {"timeout": value})
