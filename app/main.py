@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import router
 from app.api.errors import install_error_handlers
+from app.api.infer import InferenceEndpoint, Receive, Scope, Send, match_infer
+from app.api.openapi import install_openapi
 from app.config import Settings
 from app.context import AppContext
 from app.repository.registry import Registry, VariantState
@@ -50,16 +52,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.close(settings.drain_timeout_s)
             registry.close()
 
-    app = FastAPI(
+    app = ServometerApp(
         title="Servometer",
         version=__version__,
         description="Open Inference Protocol (KServe v2) gateway with built-in performance telemetry.",
         lifespan=lifespan,
     )
-    app.state.context = AppContext(settings, registry, service, metrics)
+    context = AppContext(settings, registry, service, metrics)
+    app.state.context = context
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(router)
+    app.inference = InferenceEndpoint(context)
     return app
+
+
+class ServometerApp(FastAPI):
+    """FastAPI for every route but inference, which :class:`InferenceEndpoint` answers before FastAPI's stack."""
+
+    inference: InferenceEndpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = match_infer(scope)
+        if match is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.inference(match, scope, receive, send)
 
 
 async def _load(registry: Registry, service: InferenceService) -> None:

@@ -12,9 +12,20 @@ from app.errors import ClientGone, Unavailable
 from app.protocol.codec import DecodedRequest, wants_binary
 from app.repository.registry import Registry, Variant, VariantState
 from app.telemetry.metrics import Metrics
-from app.validation import check_request
+from app.validation import RequestCheck
 
 log = logging.getLogger(__name__)
+
+_GONE = "the client disconnected while its request waited in the queue"
+
+
+@dataclass(frozen=True, slots=True)
+class _Serving:
+    """What serving one loaded variant takes, prepared once."""
+
+    batcher: DynamicBatcher
+    check: RequestCheck
+    outputs: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +39,7 @@ class InferenceService:
     def __init__(self, registry: Registry, metrics: Metrics) -> None:
         self.registry = registry
         self.metrics = metrics
-        self._batchers: dict[tuple[str, str], DynamicBatcher] = {}
+        self._serving: dict[tuple[str, str], _Serving] = {}
         self.started = False
 
     def start(self) -> None:
@@ -39,7 +50,10 @@ class InferenceService:
                 metrics = self.metrics.for_variant(variant.model_name, variant.name)
                 batcher = DynamicBatcher(label, variant.runtime, variant.manifest.batching, metrics)
                 batcher.start()
-                self._batchers[(variant.model_name, variant.name)] = batcher
+                outputs = tuple(spec.name for spec in variant.manifest.outputs)
+                self._serving[(variant.model_name, variant.name)] = _Serving(
+                    batcher, RequestCheck(variant.manifest), outputs
+                )
         self.started = True
 
     def not_ready_reasons(self) -> list[str]:
@@ -50,7 +64,7 @@ class InferenceService:
 
     async def close(self, timeout: float) -> None:
         """Finish what is queued (up to ``timeout`` seconds) and stop every batcher."""
-        await asyncio.gather(*(batcher.close(timeout) for batcher in self._batchers.values()))
+        await asyncio.gather(*(serving.batcher.close(timeout) for serving in self._serving.values()))
 
     def resolve(self, model: str, version: str | None) -> Variant:
         return self.registry.resolve(model, version)
@@ -59,20 +73,20 @@ class InferenceService:
         self, variant: Variant, request: DecodedRequest, client_gone: asyncio.Future[None] | None = None
     ) -> InferenceResult:
         """Run one request through its variant's batcher. ``client_gone`` completes if the client disconnects."""
-        manifest = variant.manifest
-        check_request(manifest, request)
-        batcher = self._batchers.get((variant.model_name, variant.name))
-        if batcher is None:
+        serving = self._serving.get((variant.model_name, variant.name))
+        if serving is None:
             detail = variant.reason or "it is still loading"
-            raise Unavailable(f"model '{manifest.name}' variant '{variant.name}' is not ready: {detail}")
-        level = priority_level(manifest.batching, request.parameters)
-        timeout = queue_timeout(manifest.batching, request.parameters)
+            raise Unavailable(f"model '{variant.model_name}' variant '{variant.name}' is not ready: {detail}")
+        serving.check(request)
+        spec = variant.manifest.batching
+        level = priority_level(spec, request.parameters)
+        timeout = queue_timeout(spec, request.parameters)
         wanted = request.outputs
-        names = tuple(spec.name for spec in manifest.outputs) if wanted is None else tuple(o.name for o in wanted)
+        names = serving.outputs if wanted is None else tuple(o.name for o in wanted)
+        batcher = serving.batcher
         pending = batcher.submit({t.name: t.array for t in request.inputs}, names, level, timeout)
         if client_gone is not None:
-            gone = ClientGone(f"the client disconnected while its request waited for {batcher.label}")
-            client_gone.add_done_callback(lambda _: batcher.drop(pending, gone, "disconnected"))
+            client_gone.add_done_callback(lambda _: batcher.drop(pending, ClientGone(_GONE), "disconnected"))
         produced = await pending.future
         if wanted is None:
             outputs = [(name, produced[name], wants_binary(request, None)) for name in names]

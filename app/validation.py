@@ -5,41 +5,51 @@ from app.protocol.codec import DecodedRequest
 from app.repository.manifest import ModelManifest
 
 
-def check_request(manifest: ModelManifest, request: DecodedRequest) -> None:
-    """Raise :class:`InvalidRequest` naming the input, what was expected and what came."""
-    declared = {spec.name: spec for spec in manifest.inputs}
-    given = {tensor.name for tensor in request.inputs}
-    missing = [name for name in declared if name not in given]
-    if missing:
-        raise InvalidRequest(f"model '{manifest.name}' needs inputs {missing}; the request lacks them")
-    unexpected = sorted(given - set(declared))
-    if unexpected:
-        raise InvalidRequest(f"model '{manifest.name}' has no inputs {unexpected}; its inputs are {list(declared)}")
-    batch_sizes = set()
-    for tensor in request.inputs:
-        spec = declared[tensor.name]
-        if tensor.datatype != spec.datatype:
-            raise InvalidRequest(f"input '{tensor.name}': expected datatype {spec.datatype}, got {tensor.datatype}")
-        shape = tensor.shape
-        if len(shape) != len(spec.shape) or any(
-            want != -1 and have != want for have, want in zip(shape, spec.shape, strict=True)
-        ):
-            raise InvalidRequest(f"input '{tensor.name}': expected shape {spec.shape}, got {list(shape)}")
-        for axis, (have, limit) in enumerate(zip(shape, spec.bounds(), strict=True)):
-            if limit != -1 and have > limit:
-                raise InvalidRequest(f"input '{tensor.name}': dimension {axis} is {have}, at most {limit} is allowed")
-        batch_sizes.add(shape[0])
-    limit = manifest.batching.max_batch_size
-    if limit > 1:
-        if len(batch_sizes) > 1:
-            raise InvalidRequest(f"inputs disagree on the batch size (first dimension): {sorted(batch_sizes)}")
-        (batch,) = batch_sizes
-        if batch > limit:
-            raise InvalidRequest(f"batch size {batch} exceeds model '{manifest.name}' max_batch_size {limit}")
-    if request.outputs is not None:
-        outputs = [spec.name for spec in manifest.outputs]
-        for output in request.outputs:
-            if output.name not in outputs:
+class RequestCheck:
+    """The checks for one model, prepared once: they run on every request."""
+
+    def __init__(self, manifest: ModelManifest) -> None:
+        self.model = manifest.name
+        self._inputs = {spec.name: (spec.datatype, spec.shape, spec.bounds()) for spec in manifest.inputs}
+        self._outputs = [spec.name for spec in manifest.outputs]
+        self._max_batch = manifest.batching.max_batch_size if manifest.batching.enabled else 0
+
+    def __call__(self, request: DecodedRequest) -> None:
+        """Raise :class:`InvalidRequest` naming the input, what was expected and what came."""
+        if len(request.inputs) != len(self._inputs) or any(t.name not in self._inputs for t in request.inputs):
+            self._name_mismatch(request)
+        batch_sizes = set()
+        for tensor in request.inputs:
+            datatype, shape, bounds = self._inputs[tensor.name]
+            if tensor.datatype != datatype:
+                raise InvalidRequest(f"input '{tensor.name}': expected datatype {datatype}, got {tensor.datatype}")
+            have = tensor.shape
+            if len(have) != len(shape) or any(want not in (-1, size) for size, want in zip(have, shape, strict=True)):
+                raise InvalidRequest(f"input '{tensor.name}': expected shape {shape}, got {list(have)}")
+            for axis, (size, limit) in enumerate(zip(have, bounds, strict=True)):
+                if limit != -1 and size > limit:
+                    raise InvalidRequest(
+                        f"input '{tensor.name}': dimension {axis} is {size}, at most {limit} is allowed"
+                    )
+            batch_sizes.add(have[0])
+        if self._max_batch:
+            if len(batch_sizes) > 1:
+                raise InvalidRequest(f"inputs disagree on the batch size (first dimension): {sorted(batch_sizes)}")
+            (batch,) = batch_sizes
+            if batch > self._max_batch:
                 raise InvalidRequest(
-                    f"model '{manifest.name}' has no output '{output.name}'; its outputs are {outputs}"
+                    f"batch size {batch} exceeds model '{self.model}' max_batch_size {self._max_batch}"
                 )
+        for output in request.outputs or ():
+            if output.name not in self._outputs:
+                raise InvalidRequest(
+                    f"model '{self.model}' has no output '{output.name}'; its outputs are {self._outputs}"
+                )
+
+    def _name_mismatch(self, request: DecodedRequest) -> None:
+        given = {tensor.name for tensor in request.inputs}
+        missing = [name for name in self._inputs if name not in given]
+        if missing:
+            raise InvalidRequest(f"model '{self.model}' needs inputs {missing}; the request lacks them")
+        unexpected = sorted(given - set(self._inputs))
+        raise InvalidRequest(f"model '{self.model}' has no inputs {unexpected}; its inputs are {list(self._inputs)}")

@@ -5,7 +5,7 @@ from app.errors import InvalidRequest
 from app.protocol.codec import DecodedRequest, Tensor
 from app.protocol.schemas import RequestOutput
 from app.repository.manifest import load_manifest
-from app.validation import check_request
+from app.validation import RequestCheck
 from tests.helpers import MODELS
 
 DIGITS = load_manifest(MODELS / "digits")
@@ -22,7 +22,7 @@ def _image(batch: int = 1, dtype: str = "FP32", shape: tuple[int, ...] | None = 
 
 
 def test_a_matching_request_passes():
-    check_request(DIGITS, _request(_image(4), outputs=["label"]))
+    RequestCheck(DIGITS)(_request(_image(4), outputs=["label"]))
 
 
 @pytest.mark.parametrize(
@@ -39,15 +39,15 @@ def test_a_matching_request_passes():
 )
 def test_requests_that_do_not_match_the_model_are_rejected_with_what_was_expected(request_, message):
     with pytest.raises(InvalidRequest) as caught:
-        check_request(DIGITS, request_)
+        RequestCheck(DIGITS)(request_)
     assert message in caught.value.message
 
 
 def test_inputs_must_agree_on_batch_size_and_respect_max_shape():
     ids = Tensor("input_ids", "INT64", np.zeros((2, 8), np.int64))
     with pytest.raises(InvalidRequest, match="disagree on the batch size"):
-        check_request(MINILM, _request(ids, Tensor("attention_mask", "INT64", np.zeros((3, 8), np.int64))))
+        RequestCheck(MINILM)(_request(ids, Tensor("attention_mask", "INT64", np.zeros((3, 8), np.int64))))
     long_ids = Tensor("input_ids", "INT64", np.zeros((1, 300), np.int64))
     long_mask = Tensor("attention_mask", "INT64", np.zeros((1, 300), np.int64))
     with pytest.raises(InvalidRequest, match="input 'input_ids': dimension 1 is 300, at most 256"):
-        check_request(MINILM, _request(long_ids, long_mask))
+        RequestCheck(MINILM)(_request(long_ids, long_mask))

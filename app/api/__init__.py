@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.api import health, infer, metrics, models
+from app.api import health, metrics, models
 
 router = APIRouter()
-for module in (health, models, infer, metrics):
+for module in (health, models, metrics):
     router.include_router(module.router)

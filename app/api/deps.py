@@ -7,7 +7,7 @@ from fastapi import Depends, Request
 from app.context import AppContext
 
 
-def _context(request: Request) -> AppContext:
+async def _context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 

@@ -22,6 +22,10 @@ NUMPY_DTYPES: Final[dict[str, np.dtype[np.generic]]] = {
 }
 
 DATATYPES: Final[tuple[str, ...]] = tuple(NUMPY_DTYPES)
+# Looked up for every output of every response, so by dtype, in both byte orders.
+_NAMES: Final[dict[np.dtype[np.generic], str]] = {
+    dtype.newbyteorder(order): name for name, dtype in NUMPY_DTYPES.items() if name != "BYTES" for order in ("<", ">")
+}
 
 
 def numpy_dtype(datatype: str) -> np.dtype[np.generic]:
@@ -31,13 +35,12 @@ def numpy_dtype(datatype: str) -> np.dtype[np.generic]:
 
 def datatype_of(array: np.ndarray) -> str:
     """The v2 datatype name of a numpy array produced by a model."""
-    kind = array.dtype
-    if kind.kind in ("O", "S", "U"):
+    name = _NAMES.get(array.dtype)
+    if name is not None:
+        return name
+    if array.dtype.kind in ("O", "S", "U"):
         return "BYTES"
-    for name, dtype in NUMPY_DTYPES.items():
-        if name != "BYTES" and dtype == kind.newbyteorder("<"):
-            return name
-    raise ValueError(f"numpy dtype {kind} has no Open Inference Protocol datatype")
+    raise ValueError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
 
 
 def triton_type(datatype: str) -> str:

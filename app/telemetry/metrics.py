@@ -44,6 +44,7 @@ DROP_REASONS = ("queue_full", "priority_queue_full", "timeout", "disconnected", 
 class Metrics:
     def __init__(self, latency_buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._variants: dict[tuple[str, str], VariantMetrics] = {}
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -111,33 +112,37 @@ class Metrics:
 
     def register_variant(self, model: str, variant: str, ready: bool) -> None:
         """Create the variant's series up front, so dashboards see zeros rather than gaps."""
-        for outcome in OUTCOMES:
-            self.requests.labels(model, variant, outcome)
-        self.request_duration.labels(model, variant)
+        self.for_variant(model, variant)
         self.model_ready.labels(model, variant).set(1 if ready else 0)
 
     def for_variant(self, model: str, variant: str) -> "VariantMetrics":
-        return VariantMetrics(self, model, variant)
-
-    def observe_request(self, model: str, variant: str, outcome: str, seconds: float) -> None:
-        self.requests.labels(model, variant, outcome).inc()
-        self.request_duration.labels(model, variant).observe(seconds)
+        """The variant's series, bound once and reused, so the request path skips the label lookups."""
+        bound = self._variants.get((model, variant))
+        if bound is None:
+            bound = self._variants[(model, variant)] = VariantMetrics(self, model, variant)
+        return bound
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class VariantMetrics:
-    """One variant's batching series, bound once so the request path skips the label lookups."""
+    """One variant's series with their labels bound."""
 
     def __init__(self, metrics: Metrics, model: str, variant: str) -> None:
         labels = (model, variant)
+        self._requests = {outcome: metrics.requests.labels(*labels, outcome) for outcome in OUTCOMES}
+        self._request_duration = metrics.request_duration.labels(*labels)
         self._batch_size = metrics.batch_size.labels(*labels)
         self._batches = {reason: metrics.batches.labels(*labels, reason) for reason in DISPATCH_REASONS}
         self._queue_duration = metrics.queue_duration.labels(*labels)
         self._compute_duration = metrics.compute_duration.labels(*labels)
         self._queue_depth = metrics.queue_depth.labels(*labels)
         self._dropped = {reason: metrics.queue_dropped.labels(*labels, reason) for reason in DROP_REASONS}
+
+    def observe_request(self, outcome: str, seconds: float) -> None:
+        self._requests[outcome].inc()
+        self._request_duration.observe(seconds)
 
     def queue_depth(self, depth: int) -> None:
         self._queue_depth.set(depth)

@@ -57,5 +57,9 @@ def test_openapi_docs_are_served(client, path):
 
 def test_openapi_documents_the_inference_request_body(client):
     schema = client.get("/openapi.json").json()
-    body = schema["paths"]["/v2/models/{model}/infer"]["post"]["requestBody"]["content"]
-    assert "inputs" in body["application/json"]["schema"]["properties"]
+    for path in ("/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"):
+        body = schema["paths"][path]["post"]["requestBody"]["content"]
+        reference = body["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        assert "inputs" in schema["components"]["schemas"][reference]["properties"]
+        assert "application/octet-stream" in body
+    assert "RequestInput" in schema["components"]["schemas"]

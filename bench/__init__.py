@@ -1,0 +1,1 @@
+"""Benchmarks: raw model limits, Servometer under load, and a hand-written baseline."""
