@@ -80,6 +80,11 @@ def _serve(args: argparse.Namespace) -> None:
         workers=settings.workers,
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
+        access_log=settings.access_log,
+        # Per-request work nobody asked for: X-Forwarded-* rewriting and Date / Server headers.
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
     )
 
 

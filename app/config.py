@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     log_level: str = "info"
     """uvicorn / application log level."""
 
+    access_log: bool = False
+    """One log line per HTTP request. Off by default: at thousands of requests a second it costs more than the
+    request; the metrics count every request anyway."""
+
     build_missing: bool = True
     """``serve`` builds missing model files (running each model's ``build.py``) before starting."""
 

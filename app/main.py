@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -40,37 +41,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     metrics = Metrics()
     service = InferenceService(registry, metrics)
+    context = AppContext(settings, registry, service, metrics)
+    inference = InferenceEndpoint(context)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         registry.scan()
         loading = asyncio.create_task(_load(registry, service))
         try:
             yield
         finally:
             loading.cancel()
+            inference.disconnects.close()
             await service.close(settings.drain_timeout_s)
             registry.close()
 
     app = ServometerApp(
+        inference,
         title="Servometer",
         version=__version__,
         description="Open Inference Protocol (KServe v2) gateway with built-in performance telemetry.",
         lifespan=lifespan,
     )
-    context = AppContext(settings, registry, service, metrics)
     app.state.context = context
     install_error_handlers(app)
     install_openapi(app)
     app.include_router(router)
-    app.inference = InferenceEndpoint(context)
     return app
 
 
 class ServometerApp(FastAPI):
     """FastAPI for every route but inference, which :class:`InferenceEndpoint` answers before FastAPI's stack."""
 
-    inference: InferenceEndpoint
+    def __init__(self, inference: InferenceEndpoint, **options: Any) -> None:
+        super().__init__(**options)
+        self.inference = inference
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = match_infer(scope)

@@ -87,7 +87,11 @@ class InferenceService:
         pending = batcher.submit({t.name: t.array for t in request.inputs}, names, level, timeout)
         if client_gone is not None:
             client_gone.add_done_callback(lambda _: batcher.drop(pending, ClientGone(_GONE), "disconnected"))
-        produced = await pending.future
+        try:
+            produced = await pending.future
+        except asyncio.CancelledError:
+            batcher.abandon(pending)
+            raise
         if wanted is None:
             outputs = [(name, produced[name], wants_binary(request, None)) for name in names]
         else:

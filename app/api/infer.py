@@ -11,6 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,6 +43,7 @@ def match_infer(scope: Scope) -> re.Match[str] | None:
 class InferenceEndpoint:
     def __init__(self, context: AppContext) -> None:
         self.context = context
+        self.disconnects = DisconnectWatch()
 
     async def __call__(self, match: re.Match[str], scope: Scope, receive: Receive, send: Send) -> None:
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
@@ -73,11 +75,11 @@ class InferenceEndpoint:
         try:
             body = await read_body(headers, receive, context.settings.max_request_bytes)
             decoded = decode_request(body, _header_length(headers))
-            watch = DisconnectWatch(receive)
+            watched = self.disconnects.track(receive)
             try:
-                result = await context.service.infer(variant, decoded, watch.gone)
+                result = await context.service.infer(variant, decoded, watched.gone)
             finally:
-                watch.close()
+                self.disconnects.untrack(watched)
             encoded = encode_response(
                 model_name=variant.model_name,
                 model_version=str(variant.version),
@@ -129,30 +131,58 @@ async def read_body(headers: dict[str, str], receive: Receive, limit: int) -> by
     return compression.decompress(body, headers.get("content-encoding"), limit)
 
 
+@dataclass(eq=False, slots=True)
+class _Watched:
+    receive: Receive
+    gone: asyncio.Future[None]
+    since: float
+    task: asyncio.Task[None] | None = None
+
+
 class DisconnectWatch:
-    """``gone`` completes when the client hangs up. Watching takes a task, so it starts only for requests still
-    unanswered after ``WATCH_AFTER_S``: the ones that may sit in a queue, where a disconnect spares a model call."""
+    """Tells the batcher when a waiting client hangs up, so its request is dropped before compute.
 
-    def __init__(self, receive: Receive) -> None:
+    Watching one request takes a task blocked on ``receive``; that would cost every request, so a sweeper starts
+    watchers only for requests still unanswered after ``WATCH_AFTER_S``: the ones that may sit in a queue.
+    """
+
+    def __init__(self) -> None:
+        self._watched: set[_Watched] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def track(self, receive: Receive) -> _Watched:
         loop = asyncio.get_running_loop()
-        self.gone: asyncio.Future[None] = loop.create_future()
-        self._task: asyncio.Task[None] | None = None
-        self._timer = loop.call_later(WATCH_AFTER_S, self._start, receive)
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._sweep())
+        watched = _Watched(receive, loop.create_future(), loop.time())
+        self._watched.add(watched)
+        return watched
 
-    def _start(self, receive: Receive) -> None:
-        self._task = asyncio.ensure_future(self._watch(receive))
+    def untrack(self, watched: _Watched) -> None:
+        self._watched.discard(watched)
+        if watched.task is not None:
+            watched.task.cancel()
 
-    async def _watch(self, receive: Receive) -> None:
-        # With the body read, the next ASGI message can only be the disconnect.
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if not self.gone.done():
-            self.gone.set_result(None)
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(WATCH_AFTER_S)
+            due = loop.time() - WATCH_AFTER_S
+            for watched in self._watched:
+                if watched.task is None and watched.since <= due:
+                    watched.task = loop.create_task(_wait_for_disconnect(watched))
 
     def close(self) -> None:
-        self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+
+async def _wait_for_disconnect(watched: _Watched) -> None:
+    # With the body read, the next ASGI message can only be the disconnect.
+    while (await watched.receive())["type"] != "http.disconnect":
+        pass
+    if not watched.gone.done():
+        watched.gone.set_result(None)
 
 
 def _header_length(headers: dict[str, str]) -> int | None:

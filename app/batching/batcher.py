@@ -88,7 +88,6 @@ class DynamicBatcher:
             enqueued_at=self._loop.time(),
             future=self._loop.create_future(),
         )
-        pending.future.add_done_callback(lambda _: self._unqueue(pending))
         if timeout is not None:
             pending.timer = self._loop.call_later(timeout, self._expire, pending, timeout)
         self._levels[level - 1].append(pending)
@@ -105,6 +104,11 @@ class DynamicBatcher:
             self._unqueue(pending)
             self._metrics.dropped(reason)
             pending.future.set_exception(error)
+
+    def abandon(self, pending: PendingRequest) -> None:
+        """The waiting side was cancelled: free the request's place in the queue, compute nothing for it."""
+        self._unqueue(pending)
+        pending.future.cancel()
 
     def _reject(self, reason: str, message: str) -> None:
         self._metrics.dropped(reason)
