@@ -8,13 +8,19 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := redis-server
 SYSTEM_PROGRAMS := redis-server
 
-.PHONY: serve test install-serve install-dev system-deps lint
+.PHONY: serve test bench install-serve install-dev system-deps lint
 
 serve: install-serve
 	$(BIN)/servometer serve
 
 test: system-deps install-dev lint
 	$(BIN)/python -m pytest
+
+# Not part of the tests: minutes of load on both cores (wrk from Debian).
+bench: install-dev
+	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build,dev,bench]'
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "bench needs wrk (Debian package wrk)" >&2; exit 1; }
+	$(BIN)/python -m bench.run
 
 lint:
 	$(BIN)/ruff check .

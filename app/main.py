@@ -5,6 +5,7 @@ Loading off the start-up path lets liveness answer at once while a large model l
 """
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -90,4 +91,7 @@ async def _load(registry: Registry, service: InferenceService) -> None:
     for variant in registry.variants():
         service.metrics.register_variant(variant.model_name, variant.name, variant.state is VariantState.READY)
     service.start()
+    # Everything loaded so far (frameworks, models) lives as long as the process. Frozen, it is no longer
+    # walked by every full garbage collection, which otherwise stalls all requests for tens of milliseconds.
+    gc.freeze()
     log.info("model repository loaded: %s", ", ".join(e.name for e in registry.models()) or "no models")

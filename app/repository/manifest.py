@@ -100,6 +100,8 @@ class BatchingSpec(_Strict):
     """Level of requests that name no priority; the lowest level when unset."""
     max_queue_size_per_level: dict[int, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     """Per-level queue limits, so one level's traffic cannot fill the whole queue."""
+    inline_compute_below_ms: float = Field(default=0.25, ge=0)
+    """Model calls measured shorter than this run on the event loop: a thread handoff costs more. 0: never."""
     default_timeout_ms: float = Field(default=0.0, ge=0)
     """Queue timeout for requests without a ``timeout`` parameter; 0 waits as long as it takes."""
 

@@ -1,6 +1,7 @@
 """The dynamic batcher against the real demo models, with calls recorded and held by a gate."""
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -25,7 +26,14 @@ def digits_runtime(demo_models) -> OnnxRuntime:
 def _batcher(runtime, metrics: Metrics | None = None, **spec: object) -> tuple[DynamicBatcher, GatedRuntime, Metrics]:
     metrics = metrics or Metrics()
     gated = GatedRuntime(runtime)
-    settings = {"max_batch_size": 64, "max_queue_delay_ms": 5, "max_queue_size": 1024, **spec}
+    # The gate blocks inside the model call, so every call must run on a worker thread, never inline.
+    settings = {
+        "max_batch_size": 64,
+        "max_queue_delay_ms": 5,
+        "max_queue_size": 1024,
+        "inline_compute_below_ms": 0,
+        **spec,
+    }
     batcher = DynamicBatcher(
         "model 'digits' variant 'fp32'",
         gated,
@@ -111,7 +119,7 @@ async def test_requests_with_different_non_batch_shapes_never_share_a_call(demo_
     runtime = OnnxRuntime(MODELS / "minilm" / "model.fp32.onnx", RuntimeOptions())
     metrics = Metrics()
     gated = GatedRuntime(runtime)
-    spec = BatchingSpec(max_batch_size=32, max_queue_delay_ms=50)
+    spec = BatchingSpec(max_batch_size=32, max_queue_delay_ms=50, inline_compute_below_ms=0)
     batcher = DynamicBatcher("model 'minilm' variant 'fp32'", gated, spec, metrics.for_variant("minilm", "fp32"))
     batcher.start()
     tokens = minilm_tokens(4)
@@ -245,3 +253,31 @@ async def test_shutdown_past_its_deadline_fails_what_is_left_instead_of_hanging(
         with pytest.raises(Unavailable, match="shut down"):
             await pending.future
     gated.gate.set()
+
+
+class _ThreadRecorder:
+    """The real digits runtime, noting which thread ran each call."""
+
+    def __init__(self, inner: OnnxRuntime) -> None:
+        self.inner = inner
+        self.threads: list[int] = []
+
+    def infer(self, inputs, outputs):
+        self.threads.append(threading.get_ident())
+        return self.inner.infer(inputs, outputs)
+
+
+@pytest.mark.parametrize(("inline_below_ms", "on_loop_after_first"), [(50.0, True), (0.0, False)])
+async def test_calls_measured_shorter_than_a_thread_handoff_run_on_the_event_loop(
+    digits_runtime, inline_below_ms, on_loop_after_first
+):
+    recorder = _ThreadRecorder(digits_runtime)
+    spec = BatchingSpec(max_batch_size=8, inline_compute_below_ms=inline_below_ms)
+    batcher = DynamicBatcher("digits", recorder, spec, Metrics().for_variant("digits", "fp32"))  # type: ignore[arg-type]
+    batcher.start()
+    for _ in range(3):
+        await batcher.submit({"image": digits_images(8)}, OUTPUTS, 1, None).future
+    loop_thread = threading.get_ident()
+    assert recorder.threads[0] != loop_thread  # nothing measured yet: the first call goes to a worker
+    assert all((thread == loop_thread) is on_loop_after_first for thread in recorder.threads[1:])
+    await batcher.close(5)

@@ -1,0 +1,77 @@
+"""Load generators, pinned to the second core: wrk (the same bodies for every server) and perf_analyzer."""
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LOADGEN_CPU = "1"
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    requests_per_s: float
+    p50_s: float
+    p99_s: float
+    errors: int
+
+
+def wrk(url: str, body_file: Path, header_length: int | None, concurrency: int, seconds: float) -> Measurement:
+    """A closed-loop run of ``concurrency`` connections posting the same body for ``seconds``."""
+    env = {
+        **os.environ,
+        "BODY_FILE": str(body_file),
+        "HEADER_LENGTH": "" if header_length is None else str(header_length),
+    }
+    command = [
+        "taskset", "-c", LOADGEN_CPU, "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
+        "-s", str(HERE / "request.lua"), url,
+    ]  # fmt: skip
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> Measurement:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    if not (rate and p50 and p99):
+        raise ValueError(f"cannot read wrk's output:\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = (int(non_2xx[1]) if non_2xx else 0) + (sum(int(n) for n in socket.groups()) if socket else 0)
+    return Measurement(float(rate[1]), float(p50[1]) * _UNITS[p50[2]], float(p99[1]) * _UNITS[p99[2]], errors)
+
+
+def perf_analyzer_command() -> list[str] | None:
+    """Triton's perf_analyzer: on PATH, or the wrapper in ../shared/tools that makes it run on Debian 12."""
+    shared = HERE.parent.parent / "shared" / "tools" / "perf_analyzer"
+    if shared.is_file():
+        return [str(shared)]
+    found = shutil.which("perf_analyzer")
+    return [found] if found else None
+
+
+def perf_analyzer(
+    command: list[str], model: str, address: str, concurrency: int, extra: list[str], seconds: float
+) -> Measurement:
+    args = [
+        "taskset", "-c", LOADGEN_CPU, *command, "-m", model, "-u", address, "-i", "http",
+        "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-interval", str(int(seconds * 1000)),
+        "--max-trials", "6", "--percentile", "99", *extra,
+    ]  # fmt: skip
+    output = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600).stdout
+    return parse_perf_analyzer(output)
+
+
+def parse_perf_analyzer(output: str) -> Measurement:
+    rate = re.search(r"Throughput: ([\d.]+) infer/sec", output)
+    p50 = re.search(r"p50 latency: (\d+) usec", output)
+    p99 = re.search(r"p99 latency: (\d+) usec", output)
+    if not (rate and p50 and p99):
+        raise ValueError(f"cannot read perf_analyzer's output:\n{output}")
+    return Measurement(float(rate[1]), int(p50[1]) * 1e-6, int(p99[1]) * 1e-6, 0)

@@ -1,0 +1,148 @@
+"""bench/RESULTS.md and the plots, from the figures of one run."""
+
+from pathlib import Path
+from typing import Any
+
+ROW = "| {server} | {tensors} | {concurrency} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {share} | {errors} |"
+
+
+def _best_raw(raw: list[dict[str, float]]) -> dict[str, float]:
+    return max(raw, key=lambda entry: entry["samples_per_s"])
+
+
+def _find(rows: list[dict[str, Any]], server: str, tensors: str, concurrency: int) -> dict[str, Any] | None:
+    return next(
+        (r for r in rows if (r["server"], r["tensors"], r["concurrency"]) == (server, tensors, concurrency)), None
+    )
+
+
+def targets(model: str, data: dict[str, Any]) -> list[str]:
+    """The issue's targets, each with the figures that decide it."""
+    rows, raw = data["wrk"], data["raw"]
+    best = _best_raw(raw)
+    lines = []
+    if model == "minilm":
+        found = [r for r in (_find(rows, "servometer", t, 32) for t in ("json", "binary")) if r]
+        if found:
+            top = max(found, key=lambda r: r["requests_per_s"])
+            share = top["requests_per_s"] / best["samples_per_s"]
+            lines.append(
+                f"- minilm at concurrency 32 ({top['tensors']}): {top['requests_per_s']:,.0f} samples/s = "
+                f"**{share:.0%}** of the raw limit {best['samples_per_s']:,.0f} samples/s (batch {best['batch']:.0f}); "
+                f"target ≥ 90%: {'met' if share >= 0.9 else 'not met'}"
+            )
+    if model == "digits":
+        for tensors, goal in (("binary", 3.0), ("json", 1.5)):
+            ours, naive = _find(rows, "servometer", tensors, 64), _find(rows, "naive", tensors, 64)
+            if ours and naive:
+                ratio = ours["requests_per_s"] / naive["requests_per_s"]
+                p99_ok = ours["p99_s"] <= naive["p99_s"]
+                lines.append(
+                    f"- digits at concurrency 64, {tensors}: {ours['requests_per_s']:,.0f} vs naive "
+                    f"{naive['requests_per_s']:,.0f} requests/s = **{ratio:.2f}x** (target ≥ {goal}x: "
+                    f"{'met' if ratio >= goal else 'not met'}); p99 {ours['p99_s'] * 1000:.1f} ms vs "
+                    f"{naive['p99_s'] * 1000:.1f} ms ({'no worse' if p99_ok else 'worse'})"
+                )
+    single = _find(rows, "servometer", "binary", 1)
+    batch_one = next((entry for entry in raw if entry["batch"] == 1), None)
+    if single and batch_one:
+        added = single["p50_s"] - batch_one["call_p50_s"]
+        allowed = 0.001 + data["max_queue_delay_ms"] / 1000
+        lines.append(
+            f"- {model} added latency at concurrency 1: p50 {single['p50_s'] * 1000:.2f} ms − one raw call "
+            f"{batch_one['call_p50_s'] * 1000:.3f} ms = **{added * 1000:.2f} ms** (target < 1 ms + max_queue_delay "
+            f"{data['max_queue_delay_ms']:g} ms = {allowed * 1000:.1f} ms: {'met' if added < allowed else 'not met'})"
+        )
+    return lines
+
+
+def _table(rows: list[dict[str, Any]], limit: float) -> list[str]:
+    lines = [
+        "| server | tensors | concurrency | requests/s (= samples/s) | p50 ms | p99 ms | of raw limit | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            ROW.format(
+                server=r["server"],
+                tensors=r["tensors"],
+                concurrency=r["concurrency"],
+                rps=r["requests_per_s"],
+                p50=r["p50_s"] * 1000,
+                p99=r["p99_s"] * 1000,
+                share=f"{r['requests_per_s'] / limit:.0%}",
+                errors=r["errors"],
+            )
+        )
+    return lines
+
+
+def write(results: dict[str, Any], folder: Path) -> None:
+    lines = [
+        "# Batching benchmark",
+        "",
+        f"One run of `make bench` on {results['machine']}, {results['date']}. Server pinned to core 0, load "
+        f"generator (wrk, one thread) to core 1; each figure is one {results['settings']['seconds']:g} s closed-loop "
+        f"run after {results['settings']['warmup']:g} s of warm-up. Every request carries one sample. p50/p99 are "
+        "wrk's latency percentiles. The machine is shared: compare figures within this file, not across runs.",
+        "",
+        "## Targets",
+        "",
+    ]
+    for model, data in results["models"].items():
+        lines += targets(model, data)
+    for model, data in results["models"].items():
+        best = _best_raw(data["raw"])
+        lines += [
+            "",
+            f"## {model}",
+            "",
+            f"Batching: max_batch_size {data['max_batch_size']}, max_queue_delay_ms {data['max_queue_delay_ms']:g}. "
+            f"![{model}](plots/{model}.png)",
+            "",
+            "Raw onnxruntime (fp32, one thread, in-process):",
+            "",
+            "| batch | one call ms | samples/s |",
+            "|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {e['batch']:.0f} | {e['call_p50_s'] * 1000:.3f} | {e['samples_per_s']:,.0f} |" for e in data["raw"]
+        ]
+        lines += ["", "Under load (wrk):", ""] + _table(data["wrk"], best["samples_per_s"])
+        if data["perf_analyzer"]:
+            lines += ["", "Second opinion, perf_analyzer on Servometer (batching on, binary tensors):", ""]
+            lines += _table(data["perf_analyzer"], best["samples_per_s"])
+    (folder / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    _plots(results, folder / "plots")
+
+
+def _plots(results: dict[str, Any], folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(exist_ok=True)
+    for model, data in results["models"].items():
+        figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+        series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in data["wrk"]:
+            series.setdefault((row["server"], row["tensors"]), []).append(row)
+        for (server, tensors), rows in series.items():
+            x = [r["concurrency"] for r in rows]
+            style = "-" if tensors == "binary" else "--"
+            left.plot(x, [r["requests_per_s"] for r in rows], style, marker="o", label=f"{server}, {tensors}")
+            right.plot(x, [r["p99_s"] * 1000 for r in rows], style, marker="o", label=f"{server}, {tensors}")
+        best = _best_raw(data["raw"])
+        left.axhline(best["samples_per_s"], color="grey", linestyle=":", label=f"raw limit (batch {best['batch']:.0f})")
+        for axis, title, unit in ((left, "throughput", "samples/s"), (right, "p99 latency", "ms")):
+            axis.set_xscale("log", base=2)
+            axis.set_xlabel("concurrent clients")
+            axis.set_ylabel(unit)
+            axis.set_title(f"{model}: {title}")
+            axis.grid(alpha=0.3)
+        right.set_yscale("log")
+        left.legend(fontsize=7)
+        figure.tight_layout()
+        figure.savefig(folder / f"{model}.png", dpi=110)
+        plt.close(figure)

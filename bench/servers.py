@@ -1,0 +1,73 @@
+"""The servers under test, each pinned to the first core, started and stopped by PID."""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import yaml
+
+SERVER_CPU = "0"
+ROOT = Path(__file__).resolve().parent.parent
+# One core: one onnxruntime thread, or the model would fight the server for it.
+ONE_THREAD = {"SERVOMETER_ONNX_INTRA_OP_THREADS": "1", "SERVOMETER_ONNX_INTER_OP_THREADS": "1"}
+
+
+def repository_without_batching(source: Path, target: Path) -> Path:
+    """A copy of the repository (files linked, not copied) whose models all have batching off."""
+    if target.exists():
+        shutil.rmtree(target)
+    for folder in (path.parent for path in source.glob("*/model.yaml")):
+        copy = target / folder.name
+        copy.mkdir(parents=True)
+        for item in folder.iterdir():
+            if item.name != "model.yaml":
+                (copy / item.name).symlink_to(item.resolve())
+        manifest = yaml.safe_load((folder / "model.yaml").read_text())
+        manifest["batching"] = {**manifest.get("batching", {}), "max_batch_size": 0, "preferred_batch_sizes": []}
+        (copy / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return target
+
+
+@contextlib.contextmanager
+def started(command: list[str], port: int, ready_path: str, log: Path) -> Iterator[str]:
+    env = {**os.environ, **ONE_THREAD}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *command], stdout=output, stderr=subprocess.STDOUT, env=env
+        )
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited with {process.returncode}: {log.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://{address}{ready_path}", timeout=2).status_code < 500:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command[0]} did not become ready: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield address
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def servometer(models: Path, port: int, log: Path) -> contextlib.AbstractContextManager[str]:
+    command = [sys.executable, "-m", "app", "serve", "--no-build", "--models", str(models), "--port", str(port)]
+    return started(command, port, "/v2/health/ready", log)
+
+
+def naive(model_file: Path, port: int, log: Path) -> contextlib.AbstractContextManager[str]:
+    command = [sys.executable, str(ROOT / "bench" / "naive_server.py"), "--model", str(model_file), "--port", str(port)]
+    return started(command, port, "/docs", log)
