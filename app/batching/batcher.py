@@ -2,7 +2,8 @@
 
 A dispatcher waits for a free model instance first and only then forms a batch, so requests that arrive
 while every instance computes pile up into the next, larger batch. A batch is dispatched as soon as it is
-full, as soon as a preferred size can be formed, or when its oldest request has waited ``max_queue_delay_ms``.
+full, as soon as a preferred size can be formed, or when its oldest request has waited ``max_queue_delay_ms``
+(or earlier with ``adaptive_delay``, when no other request is in sight to join the batch).
 Model calls run on the variant's own threads, so the server keeps parsing while a batch computes; only calls
 measured shorter than ``inline_compute_below_ms`` run on the event loop, where they cost less than the
 thread handoff would.
@@ -69,6 +70,9 @@ class DynamicBatcher:
         # costs ~0.1-0.2 ms on a busy core) run on the event loop instead.
         self._per_sample: float | None = None
         self._inline_below = spec.inline_compute_below_ms / 1000
+        self._busy = 0
+        """Batches computing now."""
+        self._last_arrival = 0.0
 
     def start(self) -> None:
         """Start the dispatcher; call from the running event loop, which owns the queue's events."""
@@ -96,13 +100,14 @@ class DynamicBatcher:
                 "priority_queue_full", f"the priority {level} queue of {self.label} is full ({level_limit} requests)"
             )
         first = next(iter(inputs.values()))
+        now = self._last_arrival = self._loop.time()
         pending = PendingRequest(
             inputs=inputs,
             outputs=outputs,
             samples=int(first.shape[0]) if first.ndim else 1,
             signature=signature_of(inputs),
             level=level,
-            enqueued_at=self._loop.time(),
+            enqueued_at=now,
             future=self._loop.create_future(),
         )
         if timeout is not None:
@@ -156,7 +161,9 @@ class DynamicBatcher:
             job = self._prepare(batch)
             if job is None:
                 self._slots.release()
-            elif self._runs_inline(job):
+                continue
+            self._busy += 1
+            if self._runs_inline(job):
                 self._execute_inline(job)
             else:
                 task = asyncio.create_task(self._execute(job))
@@ -173,23 +180,38 @@ class DynamicBatcher:
                 continue
             # The O(1) sample count says whether forming a batch can succeed before scanning the queue.
             if self._max_samples and self._queued_samples < self._ready_at and not self._closing:
-                remaining = head.enqueued_at + self._delay - self._loop.time()
-                if remaining > 0:
-                    await self._wait_for_arrival(remaining)
+                wait = self._worth_waiting(head)
+                if wait > 0:
+                    await self._wait_for_arrival(wait)
                     continue
             members, samples = self._collect(head)
             reason = self._reason(samples)
             if reason is None:
-                remaining = head.enqueued_at + self._delay - self._loop.time()
-                if remaining > 0 and not self._closing:
-                    await self._wait_for_arrival(remaining)
+                wait = self._worth_waiting(head)
+                if wait > 0 and not self._closing:
+                    await self._wait_for_arrival(wait)
                     continue
-                reason = "delay"
+                reason = "delay" if head.enqueued_at + self._delay <= self._loop.time() else "idle"
             elif reason == "preferred":
                 members = self._trim(members, samples)
             for member in members:
                 self._unqueue(member)
             return Batch(members, reason)
+
+    def _worth_waiting(self, head: PendingRequest) -> float:
+        """How long to wait for more requests before dispatching a partial batch; 0 or less: dispatch now.
+
+        Never past the oldest request's ``max_queue_delay_ms``. With ``adaptive_delay`` also not when nothing else
+        is queued or computing (a lone client gains nothing from waiting), nor once no request has arrived for a
+        tenth of the delay (the clients that were coming have come).
+        """
+        now = self._loop.time()
+        remaining = head.enqueued_at + self._delay - now
+        if not self._spec.adaptive_delay or remaining <= 0:
+            return remaining
+        if self._queued == 1 and not self._busy:
+            return 0.0
+        return min(remaining, self._last_arrival + self._delay / 10 - now)
 
     async def _wait_for_arrival(self, timeout: float | None) -> None:
         self._arrival.clear()
@@ -263,6 +285,7 @@ class DynamicBatcher:
             self._failed(job, exc)
             return
         finally:
+            self._busy -= 1
             self._slots.release()
         self._finish(job, produced, seconds)
 
@@ -278,6 +301,7 @@ class DynamicBatcher:
             self._failed(job, exc)
             return
         finally:
+            self._busy -= 1
             self._slots.release()
         self._finish(job, produced, seconds)
 

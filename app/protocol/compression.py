@@ -29,8 +29,10 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
 
 def choose_encoding(accept_encoding: str | None) -> str | None:
     """The response encoding for an Accept-Encoding header: gzip or deflate when accepted, else none."""
+    if not accept_encoding:
+        return None
     accepted = set()
-    for part in (accept_encoding or "").split(","):
+    for part in accept_encoding.split(","):
         token, *params = part.split(";")
         if _quality(params) > 0:
             accepted.add(token.strip().lower())

@@ -88,6 +88,9 @@ class BatchingSpec(_Strict):
     """Largest number of samples in one model call; 0 or 1 turns batching off."""
     max_queue_delay_ms: float = Field(default=0.0, ge=0)
     """Longest the oldest queued request waits for a fuller batch."""
+    adaptive_delay: bool = True
+    """Dispatch a partial batch before max_queue_delay_ms when waiting cannot fill it: a lone request with nothing
+    else queued or computing, or no arrival for a tenth of the delay. Off: the full delay, as Triton waits."""
     preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
     max_queue_size: int = Field(default=1024, ge=1)
     """Requests waiting beyond this are rejected at once with ``overload_status`` and Retry-After."""

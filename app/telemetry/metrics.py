@@ -37,7 +37,7 @@ LATENCY_BUCKETS = (
 )
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 OUTCOMES = ("success", "client_error", "rejected", "timeout", "server_error")
-DISPATCH_REASONS = ("full", "preferred", "delay")
+DISPATCH_REASONS = ("full", "preferred", "delay", "idle")
 DROP_REASONS = ("queue_full", "priority_queue_full", "timeout", "disconnected", "shutdown")
 
 
@@ -78,7 +78,8 @@ class Metrics:
         self.batches = Counter(
             "servometer_batches",
             "Model calls dispatched, by why: full (max_batch_size reached or batching off), "
-            "preferred (a preferred batch size was ready), delay (the oldest request waited max_queue_delay_ms).",
+            "preferred (a preferred batch size was ready), delay (the oldest request waited max_queue_delay_ms), "
+            "idle (adaptive_delay: no other request in sight to join the batch).",
             [*variant, "reason"],
             registry=self.registry,
         )

@@ -88,7 +88,7 @@ async def test_a_full_batch_goes_at_once_without_waiting_for_the_delay(digits_ru
 
 
 async def test_a_partial_batch_waits_for_the_oldest_requests_delay(digits_runtime):
-    batcher, gated, metrics = _batcher(digits_runtime, max_batch_size=8, max_queue_delay_ms=150)
+    batcher, gated, metrics = _batcher(digits_runtime, max_batch_size=8, max_queue_delay_ms=150, adaptive_delay=False)
     started = time.monotonic()
     pending = [batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None) for _ in range(3)]
     await asyncio.gather(*(p.future for p in pending))
@@ -96,6 +96,30 @@ async def test_a_partial_batch_waits_for_the_oldest_requests_delay(digits_runtim
     assert gated.batch_sizes() == [3]
     assert _sample(metrics, "servometer_batches_total", reason="delay") == 1
     assert _sample(metrics, "servometer_queue_duration_seconds_count") == 3
+    await batcher.close(5)
+
+
+@pytest.mark.parametrize(("adaptive", "dispatched_early"), [(True, True), (False, False)])
+async def test_a_lone_request_skips_the_delay_only_with_adaptive_delay(digits_runtime, adaptive, dispatched_early):
+    batcher, _, metrics = _batcher(digits_runtime, max_batch_size=8, max_queue_delay_ms=300, adaptive_delay=adaptive)
+    started = time.monotonic()
+    await batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None).future
+    assert (time.monotonic() - started < 0.2) is dispatched_early
+    assert (_sample(metrics, "servometer_batches_total", reason="idle") == 1) is dispatched_early
+    await batcher.close(5)
+
+
+async def test_adaptive_delay_waits_for_companions_until_arrivals_go_quiet(digits_runtime):
+    batcher, gated, metrics = _batcher(digits_runtime, max_batch_size=8, max_queue_delay_ms=2000)
+    first = await _hold_first_call(batcher, gated, samples=8)
+    queued = [batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None) for _ in range(2)]
+    started = time.monotonic()
+    gated.gate.set()
+    await asyncio.gather(first.future, *(p.future for p in queued))
+    # Two requests queued together wait for more, but only a tenth of the delay after the last arrival.
+    assert 0.15 <= time.monotonic() - started < 1.5
+    assert gated.batch_sizes() == [8, 2]
+    assert _sample(metrics, "servometer_batches_total", reason="idle") == 1
     await batcher.close(5)
 
 
