@@ -5,6 +5,7 @@ nothing else in the package reads ``os.environ``.
 """
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,30 @@ class Settings(BaseSettings):
 
     max_request_bytes: int = Field(default=64 * MIB, ge=1024)
     """Largest request body accepted, counted on the bytes actually read and after decompression (413 above)."""
+
+    cache_backend: Literal["auto", "memory", "redis", "off"] = "auto"
+    """Result cache: ``auto`` is Redis when ``redis_url`` is set, else in-memory; ``off`` disables it."""
+
+    cache_max_bytes: int = Field(default=256 * MIB, ge=0)
+    """Size bound of the in-memory cache (least recently used entries go first)."""
+
+    redis_url: str | None = None
+    """Redis for the shared cache, e.g. ``redis://127.0.0.1:6379/0``."""
+
+    redis_key_prefix: str = "servometer:"
+    """Prefix of every key Servometer writes, so it can share a Redis with others."""
+
+    redis_timeout_s: float = Field(default=0.05, gt=0)
+    """Longest one Redis call may take before it counts as a miss."""
+
+    redis_max_connections: int = Field(default=64, ge=1)
+    """Size of the Redis connection pool."""
+
+    cache_breaker_failures: int = Field(default=3, ge=1)
+    """Consecutive cache failures that open the circuit breaker (the backend is then not called)."""
+
+    cache_breaker_reset_s: float = Field(default=1.0, gt=0)
+    """First wait before the open breaker probes the backend again; doubles per failed probe, up to 30 s."""
 
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On shutdown, how long queued and running requests get to finish before they are failed."""

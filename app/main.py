@@ -19,6 +19,7 @@ from app.api import router
 from app.api.errors import install_error_handlers
 from app.api.infer import InferenceEndpoint, Receive, Scope, Send, match_infer
 from app.api.openapi import install_openapi
+from app.cache.setup import build_cache
 from app.config import Settings
 from app.context import AppContext
 from app.repository.registry import Registry, VariantState
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     metrics = Metrics()
-    service = InferenceService(registry, metrics)
+    cache = build_cache(settings, metrics)
+    service = InferenceService(registry, metrics, cache)
     context = AppContext(settings, registry, service, metrics)
     inference = InferenceEndpoint(context)
 
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             loading.cancel()
             inference.disconnects.close()
             await service.close(settings.drain_timeout_s)
+            if cache is not None:
+                await cache.close()
             registry.close()
 
     app = ServometerApp(

@@ -8,7 +8,10 @@ import numpy as np
 
 from app.batching.batcher import DynamicBatcher
 from app.batching.policy import priority_level, queue_timeout
-from app.errors import ClientGone, Unavailable
+from app.cache.cache import ResultCache
+from app.cache.key import cache_key
+from app.cache.single_flight import SingleFlight
+from app.errors import ClientGone, InvalidRequest, ModelFailed, Unavailable
 from app.protocol.codec import DecodedRequest, wants_binary
 from app.repository.registry import Registry, Variant, VariantState
 from app.telemetry.metrics import Metrics
@@ -17,6 +20,9 @@ from app.validation import RequestCheck
 log = logging.getLogger(__name__)
 
 _GONE = "the client disconnected while its request waited in the queue"
+# Errors an identical request would get too, so single-flight followers share them; any other failure of the
+# leader (its client left, its queue timeout) is its own, and a follower computes for itself.
+_SHARED_ERRORS = (ModelFailed, InvalidRequest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +39,16 @@ class InferenceResult:
     variant: Variant
     outputs: list[tuple[str, np.ndarray, bool]]
     """``(name, array, as_binary)`` in the order the response lists them."""
+    cache: str
+    """hit, miss, bypass, or off (caching disabled for the model or the server)."""
 
 
 class InferenceService:
-    def __init__(self, registry: Registry, metrics: Metrics) -> None:
+    def __init__(self, registry: Registry, metrics: Metrics, cache: ResultCache | None) -> None:
         self.registry = registry
         self.metrics = metrics
+        self.cache = cache
+        self._flights = SingleFlight()
         self._serving: dict[tuple[str, str], _Serving] = {}
         self.started = False
 
@@ -70,30 +80,86 @@ class InferenceService:
         return self.registry.resolve(model, version)
 
     async def infer(
-        self, variant: Variant, request: DecodedRequest, client_gone: asyncio.Future[None] | None = None
+        self,
+        variant: Variant,
+        request: DecodedRequest,
+        client_gone: asyncio.Future[None] | None = None,
+        use_cache: bool = True,
     ) -> InferenceResult:
-        """Run one request through its variant's batcher. ``client_gone`` completes if the client disconnects."""
+        """Answer one request from the cache or its variant's batcher.
+
+        ``client_gone`` completes if the client disconnects; ``use_cache`` False bypasses the cache (as does the
+        request parameter ``cache: false``).
+        """
         serving = self._serving.get((variant.model_name, variant.name))
         if serving is None:
             detail = variant.reason or "it is still loading"
             raise Unavailable(f"model '{variant.model_name}' variant '{variant.name}' is not ready: {detail}")
         serving.check(request)
         spec = variant.manifest.batching
-        level = priority_level(spec, request.parameters)
-        timeout = queue_timeout(spec, request.parameters)
-        wanted = request.outputs
-        names = serving.outputs if wanted is None else tuple(o.name for o in wanted)
-        batcher = serving.batcher
-        pending = batcher.submit({t.name: t.array for t in request.inputs}, names, level, timeout)
-        if client_gone is not None:
-            client_gone.add_done_callback(lambda _: batcher.drop(pending, ClientGone(_GONE), "disconnected"))
-        try:
-            produced = await pending.future
-        except asyncio.CancelledError:
-            batcher.abandon(pending)
-            raise
-        if wanted is None:
-            outputs = [(name, produced[name], wants_binary(request, None)) for name in names]
+        job = _Job(
+            serving,
+            {t.name: t.array for t in request.inputs},
+            serving.outputs if request.outputs is None else tuple(o.name for o in request.outputs),
+            priority_level(spec, request.parameters),
+            queue_timeout(spec, request.parameters),
+            client_gone,
+        )
+        cache = self.cache if variant.manifest.cache.enabled else None
+        if cache is None:
+            produced, status = await _compute(job), "off"
+        elif not (use_cache and _cache_wanted(request)):
+            cache.metrics.lookup(variant.model_name, "bypass")
+            produced, status = await _compute(job), "bypass"
         else:
-            outputs = [(o.name, produced[o.name], wants_binary(request, o)) for o in wanted]
-        return InferenceResult(variant, outputs)
+            produced, status = await self._through_cache(cache, variant, request, job)
+        if request.outputs is None:
+            outputs = [(name, produced[name], wants_binary(request, None)) for name in job.outputs]
+        else:
+            outputs = [(o.name, produced[o.name], wants_binary(request, o)) for o in request.outputs]
+        return InferenceResult(variant, outputs, status)
+
+    async def _through_cache(
+        self, cache: ResultCache, variant: Variant, request: DecodedRequest, job: "_Job"
+    ) -> tuple[dict[str, np.ndarray], str]:
+        key = cache_key(variant.model_name, variant.name, variant.digest, request, job.outputs)
+        cached = await cache.get(variant.model_name, key, variant.digest)
+        if cached is not None:
+            return cached, "hit"
+        produced, shared = await self._flights.run(key, lambda: _compute(job), _SHARED_ERRORS)
+        if shared:
+            cache.metrics.coalesced(variant.model_name)
+        else:
+            cache.put(key, variant.digest, produced, variant.manifest.cache.ttl_s)
+        return produced, "miss"
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One request's model work, ready for its variant's batcher."""
+
+    serving: _Serving
+    inputs: dict[str, np.ndarray]
+    outputs: tuple[str, ...]
+    level: int
+    timeout: float | None
+    client_gone: asyncio.Future[None] | None
+
+
+async def _compute(job: _Job) -> dict[str, np.ndarray]:
+    batcher = job.serving.batcher
+    pending = batcher.submit(job.inputs, job.outputs, job.level, job.timeout)
+    if job.client_gone is not None:
+        job.client_gone.add_done_callback(lambda _: batcher.drop(pending, ClientGone(_GONE), "disconnected"))
+    try:
+        return await pending.future
+    except asyncio.CancelledError:
+        batcher.abandon(pending)
+        raise
+
+
+def _cache_wanted(request: DecodedRequest) -> bool:
+    value = request.parameters.get("cache", True)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"parameter 'cache' must be true or false, got {value!r}")
+    return value

@@ -112,6 +112,9 @@ def write(results: dict[str, Any], folder: Path) -> None:
         if data["perf_analyzer"]:
             lines += ["", "Second opinion, perf_analyzer on Servometer (batching on, binary tensors):", ""]
             lines += _table(data["perf_analyzer"], best["samples_per_s"])
+    notes = folder / "notes.md"
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
     (folder / "RESULTS.md").write_text("\n".join(lines) + "\n")
     _plots(results, folder / "plots")
 

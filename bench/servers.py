@@ -16,6 +16,8 @@ SERVER_CPU = "0"
 ROOT = Path(__file__).resolve().parent.parent
 # One core: one onnxruntime thread, or the model would fight the server for it.
 ONE_THREAD = {"SERVOMETER_ONNX_INTRA_OP_THREADS": "1", "SERVOMETER_ONNX_INTER_OP_THREADS": "1"}
+# The batching benchmark sends one body again and again: with the cache on it would measure cache hits.
+NO_CACHE = {"SERVOMETER_CACHE_BACKEND": "off"}
 
 
 def repository_without_batching(source: Path, target: Path) -> Path:
@@ -35,8 +37,10 @@ def repository_without_batching(source: Path, target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def started(command: list[str], port: int, ready_path: str, log: Path) -> Iterator[str]:
-    env = {**os.environ, **ONE_THREAD}
+def started(
+    command: list[str], port: int, ready_path: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    env = {**os.environ, **ONE_THREAD, **(env or {})}
     with log.open("wb") as output:
         process = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, *command], stdout=output, stderr=subprocess.STDOUT, env=env
@@ -63,9 +67,12 @@ def started(command: list[str], port: int, ready_path: str, log: Path) -> Iterat
             process.wait()
 
 
-def servometer(models: Path, port: int, log: Path) -> contextlib.AbstractContextManager[str]:
+def servometer(
+    models: Path, port: int, log: Path, env: dict[str, str] | None = None
+) -> contextlib.AbstractContextManager[str]:
+    """Servometer with the settings in ``env`` (the cache off unless ``env`` says otherwise)."""
     command = [sys.executable, "-m", "app", "serve", "--no-build", "--models", str(models), "--port", str(port)]
-    return started(command, port, "/v2/health/ready", log)
+    return started(command, port, "/v2/health/ready", log, {**NO_CACHE, **(env or {})})
 
 
 def naive(model_file: Path, port: int, log: Path) -> contextlib.AbstractContextManager[str]:

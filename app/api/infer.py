@@ -77,7 +77,7 @@ class InferenceEndpoint:
             decoded = decode_request(body, _header_length(headers))
             watched = self.disconnects.track(receive)
             try:
-                result = await context.service.infer(variant, decoded, watched.gone)
+                result = await context.service.infer(variant, decoded, watched.gone, _cache_allowed(headers))
             finally:
                 self.disconnects.untrack(watched)
             encoded = encode_response(
@@ -87,7 +87,7 @@ class InferenceEndpoint:
                 outputs=result.outputs,
                 parameters={"variant": variant.name},
             )
-            response_headers = {**encoded.headers, "servometer-variant": variant.name}
+            response_headers = {**encoded.headers, "servometer-variant": variant.name, "servometer-cache": result.cache}
             content = encoded.body
             encoding = compression.choose_encoding(headers.get("accept-encoding"))
             if encoding:
@@ -183,6 +183,12 @@ async def _wait_for_disconnect(watched: _Watched) -> None:
         pass
     if not watched.gone.done():
         watched.gone.set_result(None)
+
+
+def _cache_allowed(headers: dict[str, str]) -> bool:
+    """``Cache-Control: no-cache`` (or ``no-store``) asks for a fresh answer from the model."""
+    directives = headers.get("cache-control", "").lower()
+    return "no-cache" not in directives and "no-store" not in directives
 
 
 def _header_length(headers: dict[str, str]) -> int | None:

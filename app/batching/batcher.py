@@ -70,9 +70,8 @@ class DynamicBatcher:
         # costs ~0.1-0.2 ms on a busy core) run on the event loop instead.
         self._per_sample: float | None = None
         self._inline_below = spec.inline_compute_below_ms / 1000
-        self._busy = 0
-        """Batches computing now."""
-        self._last_arrival = 0.0
+        self._busy = 0  # batches computing now
+        self._last_arrival = 0.0  # loop.time() of the latest submit, for adaptive_delay's quiet period
 
     def start(self) -> None:
         """Start the dispatcher; call from the running event loop, which owns the queue's events."""

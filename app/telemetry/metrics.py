@@ -4,6 +4,8 @@ Each app owns its own ``CollectorRegistry`` so several apps (tests, workers) nev
 come only from the model repository: a request for an unknown model creates no series.
 """
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -36,6 +38,9 @@ LATENCY_BUCKETS = (
     30.0,
 )
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Cache operations: tens of microseconds in memory, a millisecond or so over the network to Redis.
+CACHE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+CACHE_RESULTS = ("hit", "miss", "bypass", "error", "skipped")
 OUTCOMES = ("success", "client_error", "rejected", "timeout", "server_error")
 DISPATCH_REASONS = ("full", "preferred", "delay", "idle")
 DROP_REASONS = ("queue_full", "priority_queue_full", "timeout", "disconnected", "shutdown")
@@ -111,6 +116,48 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.cache_lookups = Counter(
+            "servometer_cache_lookups",
+            "Result cache lookups: hit, miss, bypass (asked not to use the cache), error (backend failed: "
+            "answered by the model), skipped (circuit breaker open: answered by the model).",
+            ["model", "backend", "result"],
+            registry=self.registry,
+        )
+        self.cache_coalesced = Counter(
+            "servometer_cache_coalesced_requests",
+            "Requests answered by an identical request already computing (single flight), not by a model call.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.cache_errors = Counter(
+            "servometer_cache_errors",
+            "Cache backend failures by operation: get, set, corrupt (an entry that failed its checks).",
+            ["backend", "operation"],
+            registry=self.registry,
+        )
+        self.cache_operation_duration = Histogram(
+            "servometer_cache_operation_duration_seconds",
+            "Latency of cache backend operations (get, set).",
+            ["backend", "operation"],
+            buckets=CACHE_BUCKETS,
+            registry=self.registry,
+        )
+        self.cache_stored_bytes = Gauge(
+            "servometer_cache_stored_bytes", "Bytes held by the in-memory cache.", ["backend"], registry=self.registry
+        )
+        self.cache_entries = Gauge(
+            "servometer_cache_entries", "Entries held by the in-memory cache.", ["backend"], registry=self.registry
+        )
+        self.cache_breaker_state = Gauge(
+            "servometer_cache_breaker_state",
+            "Cache circuit breaker: 0 closed (calls flow), 1 half-open (probing), 2 open (backend not called).",
+            ["backend"],
+            registry=self.registry,
+        )
+
+    def for_cache(self, backend: str) -> "CacheMetrics":
+        return CacheMetrics(self, backend)
+
     def register_variant(self, model: str, variant: str, ready: bool) -> None:
         """Create the variant's series up front, so dashboards see zeros rather than gaps."""
         self.for_variant(model, variant)
@@ -159,3 +206,47 @@ class VariantMetrics:
 
     def dropped(self, reason: str) -> None:
         self._dropped[reason].inc()
+
+
+class CacheMetrics:
+    """The result cache's series for one backend."""
+
+    def __init__(self, metrics: Metrics, backend: str) -> None:
+        self._metrics = metrics
+        self.backend = backend
+        self._lookups: dict[tuple[str, str], Any] = {}
+        self._durations = {op: metrics.cache_operation_duration.labels(backend, op) for op in ("get", "set")}
+        self._breaker = metrics.cache_breaker_state.labels(backend)
+        self._breaker.set(0)
+        for operation in ("get", "set", "corrupt"):
+            metrics.cache_errors.labels(backend, operation)
+
+    def register_model(self, model: str) -> None:
+        for result in CACHE_RESULTS:
+            self._lookup_child(model, result)
+        self._metrics.cache_coalesced.labels(model)
+
+    def _lookup_child(self, model: str, result: str) -> Any:
+        child = self._lookups.get((model, result))
+        if child is None:
+            child = self._lookups[(model, result)] = self._metrics.cache_lookups.labels(model, self.backend, result)
+        return child
+
+    def lookup(self, model: str, result: str) -> None:
+        self._lookup_child(model, result).inc()
+
+    def coalesced(self, model: str) -> None:
+        self._metrics.cache_coalesced.labels(model).inc()
+
+    def error(self, operation: str) -> None:
+        self._metrics.cache_errors.labels(self.backend, operation).inc()
+
+    def operation(self, operation: str, seconds: float) -> None:
+        self._durations[operation].observe(seconds)
+
+    def stored(self, stored_bytes: int, entries: int) -> None:
+        self._metrics.cache_stored_bytes.labels(self.backend).set(stored_bytes)
+        self._metrics.cache_entries.labels(self.backend).set(entries)
+
+    def breaker(self, state: int) -> None:
+        self._breaker.set(state)

@@ -68,7 +68,7 @@ async def test_a_full_queue_answers_503_with_retry_after_and_the_queued_requests
     folder = copy_model("digits", tmp_path)
     manifest = (folder / "model.yaml").read_text().replace("max_queue_size: 2048", "max_queue_size: 3")
     (folder / "model.yaml").write_text(manifest)
-    async with async_app(tmp_path) as (app, client):
+    async with async_app(tmp_path, cache_backend="off") as (app, client):
         gate, sizes = _gate(app, monkeypatch)
         running = asyncio.create_task(client.post("/v2/models/digits/infer", content=_body(64), headers=JSON))
         await _until(lambda: sizes == [64])
@@ -87,7 +87,7 @@ async def test_a_full_queue_answers_503_with_retry_after_and_the_queued_requests
 
 
 async def test_a_request_that_times_out_in_the_queue_answers_504(demo_models, monkeypatch):
-    async with async_app(demo_models) as (app, client):
+    async with async_app(demo_models, cache_backend="off") as (app, client):
         gate, sizes = _gate(app, monkeypatch)
         running = asyncio.create_task(client.post("/v2/models/digits/infer", content=_body(64), headers=JSON))
         await _until(lambda: sizes == [64])
@@ -111,7 +111,7 @@ async def test_bad_scheduling_parameters_are_400(demo_models, priority, status):
 
 
 async def test_a_client_that_disconnects_while_queued_is_dropped_before_compute(demo_models, monkeypatch):
-    async with async_app(demo_models) as (app, client):
+    async with async_app(demo_models, cache_backend="off") as (app, client):
         gate, sizes = _gate(app, monkeypatch)
         running = asyncio.create_task(client.post("/v2/models/digits/infer", content=_body(64), headers=JSON))
         await _until(lambda: sizes == [64])

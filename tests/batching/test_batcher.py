@@ -305,3 +305,17 @@ async def test_calls_measured_shorter_than_a_thread_handoff_run_on_the_event_loo
     assert recorder.threads[0] != loop_thread  # nothing measured yet: the first call goes to a worker
     assert all((thread == loop_thread) is on_loop_after_first for thread in recorder.threads[1:])
     await batcher.close(5)
+
+
+async def test_instances_set_how_many_batches_compute_at_once(digits_runtime):
+    batcher, gated, _ = _batcher(digits_runtime, max_batch_size=4, instances=2)
+    gated.gate.clear()
+    pending = [batcher.submit({"image": digits_images(4)}, OUTPUTS, 1, None) for _ in range(3)]
+    for _ in range(2):  # two calls enter the model while the gate is shut; the third waits for an instance
+        await asyncio.to_thread(gated.started.acquire)
+    await asyncio.sleep(0.1)
+    assert gated.batch_sizes() == [4, 4]
+    gated.gate.set()
+    await asyncio.gather(*(p.future for p in pending))
+    assert gated.batch_sizes() == [4, 4, 4]
+    await batcher.close(5)

@@ -1,0 +1,1 @@
+"""The result cache: keys, in-memory LRU and Redis backends, circuit breaker, single flight."""

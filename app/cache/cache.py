@@ -1,0 +1,97 @@
+"""The cache as the request path sees it: never a reason for a request to fail or wait long.
+
+Every backend failure (error, timeout, corrupt entry) is a miss plus an error count; a circuit breaker stops
+calling a failing backend and probes it again with back-off; writes happen in the background, after the
+response has gone.
+"""
+
+import asyncio
+import logging
+import time
+
+import numpy as np
+
+from app.cache.backend import CacheBackend
+from app.cache.breaker import CircuitBreaker
+from app.cache.key import CorruptEntry, decode_entry, encode_entry
+from app.telemetry.metrics import CacheMetrics
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_WRITES = 256
+"""Writes waiting on a slow backend beyond this are skipped: a cache write is never worth unbounded memory."""
+
+
+class ResultCache:
+    def __init__(self, backend: CacheBackend, breaker: CircuitBreaker, metrics: CacheMetrics) -> None:
+        self.backend = backend
+        self.breaker = breaker
+        self.metrics = metrics
+        self._writes: set[asyncio.Task[None]] = set()
+
+    async def get(self, model: str, key: str, digest: str) -> dict[str, np.ndarray] | None:
+        """The cached outputs, or None on a miss, an error, or while the breaker is open."""
+        if not self.breaker.allow():
+            self.metrics.lookup(model, "skipped")
+            return None
+        started = time.perf_counter()
+        try:
+            raw = await self.backend.get(key)
+        except Exception as exc:  # any backend failure is a miss
+            self._failed("get", exc)
+            self.metrics.lookup(model, "error")
+            return None
+        finally:
+            self.metrics.operation("get", time.perf_counter() - started)
+        self._succeeded()
+        if raw is None:
+            self.metrics.lookup(model, "miss")
+            return None
+        try:
+            outputs = decode_entry(raw, digest)
+        except CorruptEntry as exc:
+            log.warning("ignoring cache entry %s: %s", key, exc)
+            self.metrics.error("corrupt")
+            self.metrics.lookup(model, "miss")
+            return None
+        self.metrics.lookup(model, "hit")
+        return outputs
+
+    def put(self, key: str, digest: str, outputs: dict[str, np.ndarray], ttl_s: float) -> None:
+        """Store in the background; the response never waits for it."""
+        if len(self._writes) >= MAX_PENDING_WRITES or any(array.dtype.kind == "O" for array in outputs.values()):
+            return
+        task = asyncio.get_running_loop().create_task(self._put(key, encode_entry(digest, outputs), ttl_s))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _put(self, key: str, value: bytes, ttl_s: float) -> None:
+        if not self.breaker.allow():
+            return
+        started = time.perf_counter()
+        try:
+            await self.backend.set(key, value, ttl_s)
+        except Exception as exc:  # a failed write costs nothing but the next hit
+            self._failed("set", exc)
+            return
+        finally:
+            self.metrics.operation("set", time.perf_counter() - started)
+        self._succeeded()
+        usage = self.backend.usage()
+        if usage is not None:
+            self.metrics.stored(*usage)
+
+    def _failed(self, operation: str, exc: Exception) -> None:
+        log.warning("cache %s on %s failed: %r", operation, self.backend.name, exc)
+        self.metrics.error(operation)
+        self.breaker.failure()
+        self.metrics.breaker(self.breaker.state)
+
+    def _succeeded(self) -> None:
+        self.breaker.success()
+        self.metrics.breaker(self.breaker.state)
+
+    async def close(self) -> None:
+        if self._writes:
+            await asyncio.wait(self._writes, timeout=1.0)
+        await self.backend.close()

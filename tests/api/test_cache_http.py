@@ -1,0 +1,154 @@
+"""The in-memory result cache seen from HTTP."""
+
+import asyncio
+import shutil
+import threading
+
+import orjson
+import pytest
+
+from app.context import AppContext
+from tests.api.conftest import async_app
+from tests.helpers import copy_model, digits_images
+
+JSON = {"content-type": "application/json"}
+IMAGE = digits_images(1)
+
+
+def _json_body(**extra: object) -> bytes:
+    tensor = {"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": IMAGE.reshape(-1).tolist()}
+    return orjson.dumps({"inputs": [tensor], **extra})
+
+
+def _binary_body() -> tuple[bytes, dict[str, str]]:
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "parameters": {"binary_data_size": 256}}
+            ]
+        }
+    )
+    return header + IMAGE.tobytes(), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+
+
+def _lookups(app, result: str) -> float:
+    registry = app.state.context.metrics.registry
+    return (
+        registry.get_sample_value(
+            "servometer_cache_lookups_total", {"model": "digits", "backend": "memory", "result": result}
+        )
+        or 0.0
+    )
+
+
+async def _post(client, body: bytes, headers: dict[str, str] | None = None):
+    response = await client.post("/v2/models/digits/infer", content=body, headers=headers or JSON)
+    assert response.status_code == 200, response.text
+    return response
+
+
+async def _until_hit(client, body: bytes, headers: dict[str, str] | None = None):
+    for _ in range(100):
+        response = await _post(client, body, headers)
+        if response.headers["servometer-cache"] == "hit":
+            return response
+        await asyncio.sleep(0.01)
+    raise AssertionError("no cache hit")
+
+
+async def test_a_repeated_request_is_a_hit_with_the_same_answer(demo_models):
+    async with async_app(demo_models) as (app, client):
+        first = await _post(client, _json_body())
+        assert first.headers["servometer-cache"] == "miss"
+        hit = await _until_hit(client, _json_body())
+        assert hit.json()["outputs"] == first.json()["outputs"]
+        assert _lookups(app, "hit") >= 1
+        stored = app.state.context.metrics.registry.get_sample_value(
+            "servometer_cache_stored_bytes", {"backend": "memory"}
+        )
+        assert stored is not None
+        assert stored > 0
+
+
+async def test_the_same_tensor_sent_as_binary_hits_the_entry_stored_from_json(demo_models):
+    async with async_app(demo_models) as (_, client):
+        from_json = await _post(client, _json_body())
+        await _until_hit(client, _json_body())
+        body, headers = _binary_body()
+        response = await _post(client, body, headers)
+        assert response.headers["servometer-cache"] == "hit"
+        assert response.json()["outputs"] == from_json.json()["outputs"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "extra"), [({"cache-control": "no-cache"}, {}), ({}, {"parameters": {"cache": False}})]
+)
+async def test_a_request_can_bypass_the_cache(demo_models, headers, extra):
+    async with async_app(demo_models) as (app, client):
+        await _post(client, _json_body())
+        await _until_hit(client, _json_body())
+        response = await _post(client, _json_body(**extra), {**JSON, **headers})
+        assert response.headers["servometer-cache"] == "bypass"
+        assert _lookups(app, "bypass") == 1
+
+
+async def test_a_cache_parameter_that_is_not_a_boolean_is_a_bad_request(demo_models):
+    async with async_app(demo_models) as (_, client):
+        response = await client.post(
+            "/v2/models/digits/infer", content=_json_body(parameters={"cache": "no"}), headers=JSON
+        )
+        assert response.status_code == 400
+        assert "'cache' must be true or false" in response.json()["error"]
+
+
+async def test_caching_is_off_for_a_model_that_disables_it_and_for_a_server_that_does(tmp_path, demo_models):
+    folder = copy_model("digits", tmp_path)
+    manifest = (folder / "model.yaml").read_text().replace("cache:\n  enabled: true", "cache:\n  enabled: false")
+    (folder / "model.yaml").write_text(manifest)
+    async with async_app(tmp_path) as (_, client):
+        for _ in range(2):
+            assert (await _post(client, _json_body())).headers["servometer-cache"] == "off"
+    async with async_app(demo_models, cache_backend="off") as (_, client):
+        for _ in range(2):
+            assert (await _post(client, _json_body())).headers["servometer-cache"] == "off"
+
+
+async def test_identical_requests_in_flight_together_run_the_model_once(demo_models, monkeypatch):
+    async with async_app(demo_models) as (app, client):
+        context: AppContext = app.state.context
+        runtime = context.registry.resolve("digits", "fp32").runtime
+        assert runtime is not None
+        original, gate, calls = runtime.infer, threading.Event(), []
+
+        def held(inputs, outputs):
+            calls.append(len(inputs["image"]))
+            gate.wait(30)
+            return original(inputs, outputs)
+
+        monkeypatch.setattr(runtime, "infer", held)
+        requests = [
+            asyncio.create_task(client.post("/v2/models/digits/infer", content=_json_body(), headers=JSON))
+            for _ in range(6)
+        ]
+        await asyncio.sleep(0.3)
+        gate.set()
+        responses = await asyncio.gather(*requests)
+        assert calls == [1]
+        assert len({r.content for r in responses}) == 1
+        coalesced = context.metrics.registry.get_sample_value(
+            "servometer_cache_coalesced_requests_total", {"model": "digits"}
+        )
+        assert coalesced == 5
+
+
+async def test_a_rebuilt_model_never_serves_the_old_files_results(tmp_path, demo_models, redis_server):
+    folder = copy_model("digits", tmp_path)
+    async with async_app(tmp_path, redis_url=redis_server.url) as (_, client):
+        await _post(client, _json_body())
+        await _until_hit(client, _json_body())
+    shutil.copy(demo_models / "digits" / "model.int8.onnx", folder / "model.fp32.onnx")  # a different build
+    async with async_app(tmp_path, redis_url=redis_server.url) as (_, client):
+        assert (await _post(client, _json_body())).headers["servometer-cache"] == "miss"
