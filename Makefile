@@ -21,6 +21,7 @@ bench: install-dev
 	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build,dev,bench]'
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "bench needs wrk (Debian package wrk)" >&2; exit 1; }
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.cache
 
 lint:
 	$(BIN)/ruff check .

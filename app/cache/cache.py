@@ -19,7 +19,7 @@ from app.telemetry.metrics import CacheMetrics
 log = logging.getLogger(__name__)
 
 MAX_PENDING_WRITES = 256
-"""Writes waiting on a slow backend beyond this are skipped: a cache write is never worth unbounded memory."""
+"""Writes queued within one loop turn beyond this are skipped: a cache write is never worth unbounded memory."""
 
 
 class ResultCache:
@@ -28,6 +28,7 @@ class ResultCache:
         self.breaker = breaker
         self.metrics = metrics
         self._writes: set[asyncio.Task[None]] = set()
+        self._pending: list[tuple[str, bytes, float]] = []
 
     async def get(self, model: str, key: str, digest: str) -> dict[str, np.ndarray] | None:
         """The cached outputs, or None on a miss, an error, or while the breaker is open."""
@@ -58,19 +59,25 @@ class ResultCache:
         return outputs
 
     def put(self, key: str, digest: str, outputs: dict[str, np.ndarray], ttl_s: float) -> None:
-        """Store in the background; the response never waits for it."""
-        if len(self._writes) >= MAX_PENDING_WRITES or any(array.dtype.kind == "O" for array in outputs.values()):
+        """Store in the background; the response never waits for it. Writes of one loop turn share one task."""
+        if len(self._pending) >= MAX_PENDING_WRITES or any(array.dtype.kind == "O" for array in outputs.values()):
             return
-        task = asyncio.get_running_loop().create_task(self._put(key, encode_entry(digest, outputs), ttl_s))
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append((key, encode_entry(digest, outputs), ttl_s))
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._write(batch))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _put(self, key: str, value: bytes, ttl_s: float) -> None:
+    async def _write(self, batch: list[tuple[str, bytes, float]]) -> None:
         if not self.breaker.allow():
             return
         started = time.perf_counter()
         try:
-            await self.backend.set(key, value, ttl_s)
+            await asyncio.gather(*(self.backend.set(key, value, ttl_s) for key, value, ttl_s in batch))
         except Exception as exc:  # a failed write costs nothing but the next hit
             self._failed("set", exc)
             return
@@ -92,6 +99,8 @@ class ResultCache:
         self.metrics.breaker(self.breaker.state)
 
     async def close(self) -> None:
+        if self._pending:
+            self._flush()
         if self._writes:
             await asyncio.wait(self._writes, timeout=1.0)
         await self.backend.close()

@@ -8,6 +8,7 @@ is left out.
 """
 
 import hashlib
+import math
 import struct
 from collections.abc import Iterable
 
@@ -74,7 +75,7 @@ def decode_entry(raw: bytes, digest: str) -> dict[str, np.ndarray]:
         outputs = {}
         for name, datatype, shape in header["outputs"]:
             dtype = numpy_dtype(datatype)
-            size = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+            size = dtype.itemsize * math.prod(shape)
             if offset + size > len(raw):
                 raise CorruptEntry("entry is truncated")
             outputs[name] = np.frombuffer(raw, dtype=dtype, count=size // dtype.itemsize, offset=offset).reshape(shape)
