@@ -144,6 +144,7 @@ def _plots(results: dict[str, Any], folder: Path) -> None:
             axis.set_ylabel(unit)
             axis.set_title(f"{model}: {title}")
             axis.grid(alpha=0.3)
+        left.set_yscale("log")  # the raw limit can be 20x what HTTP reaches
         right.set_yscale("log")
         left.legend(fontsize=7)
         figure.tight_layout()

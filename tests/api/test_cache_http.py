@@ -12,11 +12,10 @@ from tests.api.conftest import async_app
 from tests.helpers import copy_model, digits_images
 
 JSON = {"content-type": "application/json"}
-IMAGE = digits_images(1)
 
 
 def _json_body(**extra: object) -> bytes:
-    tensor = {"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": IMAGE.reshape(-1).tolist()}
+    tensor = {"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": digits_images(1).reshape(-1).tolist()}
     return orjson.dumps({"inputs": [tensor], **extra})
 
 
@@ -28,7 +27,7 @@ def _binary_body() -> tuple[bytes, dict[str, str]]:
             ]
         }
     )
-    return header + IMAGE.tobytes(), {
+    return header + digits_images(1).tobytes(), {
         "content-type": "application/octet-stream",
         "inference-header-content-length": str(len(header)),
     }
