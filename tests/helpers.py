@@ -79,6 +79,21 @@ def minilm_tokens(count: int) -> dict[str, np.ndarray]:
     return {"input_ids": held["input_ids"][:count], "attention_mask": held["attention_mask"][:count]}
 
 
+def v2_json(inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """An inference request document with every input as JSON data."""
+    return {
+        "inputs": [
+            {
+                "name": name,
+                "shape": list(a.shape),
+                "datatype": "FP32" if a.dtype == np.float32 else "INT64",
+                "data": a.tolist(),
+            }
+            for name, a in inputs.items()
+        ]
+    }
+
+
 def reference_outputs(model: str, variant_file: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run the model file directly, without the gateway: what every response must equal."""
     names = [spec.name for spec in load_manifest(MODELS / model).outputs]

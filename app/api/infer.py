@@ -179,8 +179,9 @@ class DisconnectWatch:
 
 async def _wait_for_disconnect(watched: _Watched) -> None:
     # With the body read, the next ASGI message can only be the disconnect.
-    while (await watched.receive())["type"] != "http.disconnect":
-        pass
+    message = await watched.receive()
+    while message["type"] != "http.disconnect":
+        message = await watched.receive()
     if not watched.gone.done():
         watched.gone.set_result(None)
 

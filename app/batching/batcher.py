@@ -279,30 +279,35 @@ class DynamicBatcher:
 
     def _execute_inline(self, job: _Job) -> None:
         try:
-            produced, seconds = _timed_infer(self._runtime, job.inputs, job.outputs)
+            outcome: tuple[dict[str, np.ndarray], float] | Exception = _timed_infer(
+                self._runtime, job.inputs, job.outputs
+            )
         except Exception as exc:  # the model's failure is every member's failure, never a hang
-            self._failed(job, exc)
-            return
-        finally:
-            self._busy -= 1
-            self._slots.release()
-        self._finish(job, produced, seconds)
+            outcome = exc
+        self._complete(job, outcome)
 
     async def _execute(self, job: _Job) -> None:
         try:
-            produced, seconds = await self._loop.run_in_executor(
+            outcome: tuple[dict[str, np.ndarray], float] | Exception = await self._loop.run_in_executor(
                 self._executor, _timed_infer, self._runtime, job.inputs, job.outputs
             )
         except asyncio.CancelledError:  # shutdown gave up on a model that would not finish
-            _fail(job.members, Unavailable(f"{self.label} shut down while this request was computing"))
+            self._complete(job, Unavailable(f"{self.label} shut down while this request was computing"))
             raise
-        except Exception as exc:  # the model's failure is every member's failure, never a hang
-            self._failed(job, exc)
-            return
-        finally:
-            self._busy -= 1
-            self._slots.release()
-        self._finish(job, produced, seconds)
+        except Exception as exc:
+            outcome = exc
+        self._complete(job, outcome)
+
+    def _complete(self, job: _Job, outcome: tuple[dict[str, np.ndarray], float] | Exception) -> None:
+        """Free the instance, then answer every member with its rows or the failure."""
+        self._busy -= 1
+        self._slots.release()
+        if isinstance(outcome, ServingError):
+            _fail(job.members, outcome)
+        elif isinstance(outcome, Exception):
+            self._failed(job, outcome)
+        else:
+            self._finish(job, *outcome)
 
     def _failed(self, job: _Job, exc: Exception) -> None:
         log.error("%s failed on a batch of %d: %s", self.label, job.samples, exc, exc_info=exc)

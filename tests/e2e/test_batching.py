@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import digits_images, minilm_tokens, reference_outputs, running_server
+from tests.helpers import digits_images, minilm_tokens, reference_outputs, running_server, v2_json
 
 # Largest difference between a request computed alone and inside a batch. ONNX Runtime's digits kernels and
 # both static-int8 variants are batch-invariant to the bit; MiniLM fp32 and TorchScript pick GEMM blockings by
@@ -37,20 +37,6 @@ def _requests(model: str) -> list[dict[str, np.ndarray]]:
     return [{name: np.roll(array, i, axis=0)[:n] for name, array in tokens.items()} for i, n in enumerate(sizes)]
 
 
-def _body(inputs: dict[str, np.ndarray]) -> dict:
-    return {
-        "inputs": [
-            {
-                "name": name,
-                "shape": list(a.shape),
-                "datatype": "FP32" if a.dtype == np.float32 else "INT64",
-                "data": a.tolist(),
-            }
-            for name, a in inputs.items()
-        ]
-    }
-
-
 def _batch_count(server: str, model: str, variant: str) -> float:
     for family in text_string_to_metric_families(httpx.get(f"http://{server}/metrics").text):
         for sample in family.samples:
@@ -68,7 +54,7 @@ async def test_concurrent_requests_are_batched_and_each_answer_equals_running_it
     url = f"http://{server}/v2/models/{model}/versions/{variant}/infer"
     limits = httpx.Limits(max_connections=CLIENTS)
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        responses = await asyncio.gather(*(client.post(url, json=_body(inputs)) for inputs in requests))
+        responses = await asyncio.gather(*(client.post(url, json=v2_json(inputs)) for inputs in requests))
     for inputs, response in zip(requests, responses, strict=True):
         assert response.status_code == 200, response.text
         alone = reference_outputs(model, file, inputs)

@@ -10,7 +10,14 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers import digits_images, free_port, minilm_tokens, reference_outputs, running_server, wait_ready
+from tests.helpers import (
+    digits_images,
+    free_port,
+    minilm_tokens,
+    reference_outputs,
+    running_server,
+    wait_ready,
+)
 
 VARIANTS = [
     ("digits", "fp32", "1", "model.fp32.onnx"),
