@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     cache_breaker_reset_s: float = Field(default=1.0, gt=0)
     """First wait before the open breaker probes the backend again; doubles per failed probe, up to 30 s."""
 
+    price_per_hour: float = Field(default=0.0, ge=0)
+    """What the machine costs per hour (dollars), for the cost metrics; 0 exports zero cost."""
+
+    gpu_price_per_hour: float = Field(default=0.0, ge=0)
+    """What one GPU adds per hour (dollars), charged to variants for their compute time on a GPU."""
+
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On shutdown, how long queued and running requests get to finish before they are failed."""
 

@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         registry.scan()
-        loading = asyncio.create_task(_load(registry, service))
+        loading = asyncio.create_task(_load(registry, service, settings))
         try:
             yield
         finally:
@@ -90,12 +90,45 @@ class ServometerApp(FastAPI):
             await self.inference(match, scope, receive, send)
 
 
-async def _load(registry: Registry, service: InferenceService) -> None:
+async def _load(registry: Registry, service: InferenceService, settings: Settings) -> None:
     await anyio.to_thread.run_sync(registry.load_all)
-    for variant in registry.variants():
-        service.metrics.register_variant(variant.model_name, variant.name, variant.state is VariantState.READY)
+    describe(registry, service.metrics, settings)
     service.start()
     # Everything loaded so far (frameworks, models) lives as long as the process. Frozen, it is no longer
     # walked by every full garbage collection, which otherwise stalls all requests for tens of milliseconds.
     gc.freeze()
     log.info("model repository loaded: %s", ", ".join(e.name for e in registry.models()) or "no models")
+
+
+def describe(registry: Registry, metrics: Metrics, settings: Settings) -> None:
+    """Export what is known once models are loaded: readiness, info, load time, prices, cost rates, objectives."""
+    metrics.set_prices(settings.price_per_hour, settings.gpu_price_per_hour)
+    for entry in registry.models():
+        if entry.manifest is not None:
+            objectives = entry.manifest.objectives
+            metrics.set_objectives(
+                entry.name,
+                objectives.latency_p99_s,
+                objectives.error_ratio,
+                objectives.cost_per_1k_inferences,
+                objectives.min_throughput,
+            )
+    for variant in registry.variants():
+        ready = variant.state is VariantState.READY and variant.runtime is not None
+        metrics.register_variant(variant.model_name, variant.name, ready)
+        if not ready or variant.runtime is None:
+            continue
+        device = variant.runtime.device
+        metrics.describe_variant(
+            variant.model_name,
+            variant.name,
+            runtime=variant.runtime.platform,
+            precision=variant.spec.precision,
+            device=device,
+            digest=variant.digest,
+            load_seconds=variant.load_seconds,
+        )
+        bound = metrics.for_variant(variant.model_name, variant.name)
+        bound.on_gpu = device.startswith("cuda")
+        gpu = settings.gpu_price_per_hour if bound.on_gpu else 0.0
+        bound.dollars_per_compute_second = (settings.price_per_hour + gpu) / 3600

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,7 +124,10 @@ class InferenceService:
         self, cache: ResultCache, variant: Variant, request: DecodedRequest, job: "_Job"
     ) -> tuple[dict[str, np.ndarray], str]:
         key = cache_key(variant.model_name, variant.name, variant.digest, request, job.outputs)
+        started = time.perf_counter()
         cached = await cache.get(variant.model_name, key, variant.digest)
+        metrics = self.metrics.for_variant(variant.model_name, variant.name)
+        metrics.cache_lookup(cached is not None, time.perf_counter() - started)
         if cached is not None:
             return cached, "hit"
         produced, shared = await self._flights.run(key, lambda: _compute(job), _SHARED_ERRORS)

@@ -10,7 +10,7 @@ from app.protocol.schemas import ServerMetadata
 router = APIRouter(tags=["health"])
 
 # Only what is implemented: perf_analyzer and clients change behaviour on what is listed here.
-EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
 
 
 @router.get("/v2/health/live", summary="Liveness: the process answers")

@@ -71,6 +71,8 @@ class InferenceEndpoint:
         context = self.context
         started = time.perf_counter()
         variant = context.service.resolve(model, version)
+        metrics = context.metrics.for_variant(variant.model_name, variant.name)
+        metrics.in_flight.inc()
         outcome = "server_error"
         try:
             body = await read_body(headers, receive, context.settings.max_request_bytes)
@@ -99,9 +101,8 @@ class InferenceEndpoint:
             outcome = exc.outcome
             raise
         finally:
-            context.metrics.for_variant(variant.model_name, variant.name).observe_request(
-                outcome, time.perf_counter() - started
-            )
+            metrics.in_flight.dec()
+            metrics.observe_request(outcome, time.perf_counter() - started)
 
 
 async def read_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:

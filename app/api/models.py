@@ -12,9 +12,28 @@ from app.repository.manifest import TensorSpec
 from app.repository.registry import Variant, VariantState
 
 router = APIRouter(tags=["models"])
+# NOTE: the stats routes come first: "/v2/models/stats" would otherwise match "/v2/models/{model}".
 
 _PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
 _BACKENDS = {"onnx": "onnxruntime", "torchscript": "pytorch"}
+
+
+@router.get("/v2/models/stats", summary="Statistics of every variant (Triton's statistics extension)")
+@router.get("/v2/models/{model}/stats", summary="Statistics of every variant of a model")
+@router.get("/v2/models/{model}/versions/{version}/stats", summary="Statistics of one variant")
+async def model_stats(context: ContextDep, model: str | None = None, version: str | None = None) -> dict[str, Any]:
+    if model is None:
+        variants = list(context.registry.variants())
+    elif version is None:
+        variants = list(context.registry.get(model).variants.values())
+    else:
+        variants = [context.registry.resolve(model, version)]
+    return {
+        "model_stats": [
+            context.metrics.for_variant(v.model_name, v.name).stats.to_triton(v.model_name, str(v.version))
+            for v in variants
+        ]
+    }
 
 
 @router.get("/v2/models/{model}", response_model=ModelMetadata, summary="Model metadata (default variant)")
@@ -45,14 +64,14 @@ async def model_ready(context: ContextDep, model: str, version: str | None = Non
 @router.get("/v2/models/{model}/config", summary="Model configuration in Triton's JSON form")
 @router.get("/v2/models/{model}/versions/{version}/config", summary="Configuration of one variant")
 async def model_config(context: ContextDep, model: str, version: str | None = None) -> dict[str, Any]:
-    return triton_config(context.registry.resolve(model, version))
+    return triton_config(context.registry.resolve(model, version), cache_on=context.service.cache is not None)
 
 
 def _tensor(spec: TensorSpec) -> TensorMetadata:
     return TensorMetadata(name=spec.name, datatype=spec.datatype, shape=spec.shape)
 
 
-def triton_config(variant: Variant) -> dict[str, Any]:
+def triton_config(variant: Variant, cache_on: bool) -> dict[str, Any]:
     """The subset of Triton's ModelConfig that perf_analyzer and tritonclient read.
 
     Triton's ``dims`` leave out the batch dimension when ``max_batch_size`` > 0.
@@ -75,7 +94,7 @@ def triton_config(variant: Variant) -> dict[str, Any]:
         "max_batch_size": max_batch,
         "input": tensors(manifest.inputs),
         "output": tensors(manifest.outputs),
-        "response_cache": {"enable": manifest.cache.enabled},
+        "response_cache": {"enable": cache_on and manifest.cache.enabled},
         "parameters": {
             "variant": {"string_value": variant.name},
             "precision": {"string_value": variant.spec.precision},

@@ -44,6 +44,8 @@ class _Job:
     samples: int
     inputs: dict[str, np.ndarray]
     outputs: tuple[str, ...]
+    input_s: float
+    """Time spent joining the members' inputs."""
 
 
 class DynamicBatcher:
@@ -271,7 +273,9 @@ class DynamicBatcher:
         now = self._loop.time()
         self._metrics.dispatched(batch.reason, samples, [now - member.enqueued_at for member in members])
         outputs = tuple(dict.fromkeys(name for member in members for name in member.outputs))
-        return _Job(members, samples, _concatenate(members), outputs)
+        started = time.perf_counter()
+        inputs = _concatenate(members)
+        return _Job(members, samples, inputs, outputs, time.perf_counter() - started)
 
     def _runs_inline(self, job: _Job) -> bool:
         """Whether the call is predicted shorter than handing it to a thread would cost."""
@@ -314,10 +318,12 @@ class DynamicBatcher:
         _fail(job.members, ModelFailed(f"{self.label} failed: {exc}"))
 
     def _finish(self, job: _Job, produced: dict[str, np.ndarray], seconds: float) -> None:
-        self._metrics.computed(seconds)
         per_sample = seconds / job.samples
         self._per_sample = per_sample if self._per_sample is None else 0.8 * self._per_sample + 0.2 * per_sample
+        started = time.perf_counter()
         _distribute(job.members, produced, job.samples, self.label)
+        output_s = time.perf_counter() - started
+        self._metrics.computed(job.samples, len(job.members), seconds, job.input_s, output_s)
 
     async def close(self, timeout: float) -> None:
         """Stop taking requests, finish the queued and running ones within ``timeout``, fail what is left."""

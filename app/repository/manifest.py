@@ -133,6 +133,17 @@ class CacheSpec(_Strict):
     ttl_s: float = Field(default=300.0, gt=0)
 
 
+class ObjectivesSpec(_Strict):
+    """Service-level objectives, exported as gauges so alert rules compare against the model's own thresholds."""
+
+    latency_p99_s: float | None = Field(default=None, gt=0)
+    error_ratio: float | None = Field(default=None, ge=0, le=1)
+    cost_per_1k_inferences: float | None = Field(default=None, ge=0)
+    """Dollars per 1,000 inferences."""
+    min_throughput: float | None = Field(default=None, ge=0)
+    """Inferences per second below which the model is considered starved or broken."""
+
+
 class ModelManifest(_Strict):
     name: str = Field(pattern=NAME_PATTERN.pattern)
     description: str = ""
@@ -145,6 +156,7 @@ class ModelManifest(_Strict):
     """Serves requests that name no version; the first variant when unset."""
     batching: BatchingSpec = Field(default_factory=BatchingSpec)
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    objectives: ObjectivesSpec = Field(default_factory=ObjectivesSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelManifest":

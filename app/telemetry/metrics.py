@@ -17,6 +17,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from app.telemetry.stats import VariantStats
+
 # Inference spans sub-millisecond cache hits to multi-second batches of a large model.
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
@@ -140,6 +142,68 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.requests_in_flight = Gauge(
+            "servometer_requests_in_flight",
+            "Inference requests received and not yet answered.",
+            variant,
+            registry=self.registry,
+        )
+        self.inferences = Counter(
+            "servometer_inferences",
+            "Samples computed by the model (a batch of 8 counts 8; cache hits count none).",
+            variant,
+            registry=self.registry,
+        )
+        self.model_load_duration = Gauge(
+            "servometer_model_load_duration_seconds", "Time the variant took to load.", variant, registry=self.registry
+        )
+        self.model_info = Gauge(
+            "servometer_model_info",
+            "Always 1; the labels describe the variant: runtime, precision, device and model file digest.",
+            [*variant, "runtime", "precision", "device", "digest"],
+            registry=self.registry,
+        )
+        self.cost = Counter(
+            "servometer_cost_dollars",
+            "Machine cost attributed to the variant: its model compute seconds times the configured price "
+            "(price_per_hour, plus gpu_price_per_hour on a GPU). Divide by servometer_inferences_total for cost per "
+            "inference.",
+            variant,
+            registry=self.registry,
+        )
+        self.gpu_busy = Counter(
+            "servometer_gpu_busy_seconds",
+            "GPU-seconds used by the variant, measured around each batch it runs on a GPU.",
+            variant,
+            registry=self.registry,
+        )
+        self.price_per_hour = Gauge(
+            "servometer_price_per_hour_dollars",
+            "Configured price of the machine (resource=machine) and of one GPU (resource=gpu), per hour.",
+            ["resource"],
+            registry=self.registry,
+        )
+        objective = ["model"]
+        self.objective_latency = Gauge(
+            "servometer_objective_latency_p99_seconds", "The model's p99 latency objective.", objective,
+            registry=self.registry,
+        )  # fmt: skip
+        self.objective_error_ratio = Gauge(
+            "servometer_objective_error_ratio", "The model's error ratio objective.", objective, registry=self.registry
+        )
+        self.objective_cost = Gauge(
+            "servometer_objective_cost_per_1k_inferences_dollars",
+            "The model's cost budget per 1,000 inferences.",
+            objective,
+            registry=self.registry,
+        )
+        self.objective_throughput = Gauge(
+            "servometer_objective_min_throughput_per_second",
+            "The model's minimum throughput objective, in inferences per second.",
+            objective,
+            registry=self.registry,
+        )
+
     def for_cache(self, backend: str) -> "CacheMetrics":
         return CacheMetrics(self, backend)
 
@@ -147,6 +211,33 @@ class Metrics:
         """Create the variant's series up front, so dashboards see zeros rather than gaps."""
         self.for_variant(model, variant)
         self.model_ready.labels(model, variant).set(1 if ready else 0)
+
+    def describe_variant(
+        self, model: str, variant: str, *, runtime: str, precision: str, device: str, digest: str, load_seconds: float
+    ) -> None:
+        self.model_info.labels(model, variant, runtime, precision, device, digest[:16]).set(1)
+        self.model_load_duration.labels(model, variant).set(load_seconds)
+
+    def set_prices(self, machine_per_hour: float, gpu_per_hour: float) -> None:
+        self.price_per_hour.labels("machine").set(machine_per_hour)
+        self.price_per_hour.labels("gpu").set(gpu_per_hour)
+
+    def set_objectives(
+        self,
+        model: str,
+        latency_p99_s: float | None,
+        error_ratio: float | None,
+        cost_per_1k: float | None,
+        min_throughput: float | None,
+    ) -> None:
+        for gauge, value in (
+            (self.objective_latency, latency_p99_s),
+            (self.objective_error_ratio, error_ratio),
+            (self.objective_cost, cost_per_1k),
+            (self.objective_throughput, min_throughput),
+        ):
+            if value is not None:
+                gauge.labels(model).set(value)
 
     def for_variant(self, model: str, variant: str) -> "VariantMetrics":
         """The variant's series, bound once and reused, so the request path skips the label lookups."""
@@ -172,10 +263,23 @@ class VariantMetrics:
         self._compute_duration = metrics.compute_duration.labels(*labels)
         self._queue_depth = metrics.queue_depth.labels(*labels)
         self._dropped = {reason: metrics.queue_dropped.labels(*labels, reason) for reason in DROP_REASONS}
+        self.in_flight = metrics.requests_in_flight.labels(*labels)
+        self._inferences = metrics.inferences.labels(*labels)
+        self._cost = metrics.cost.labels(*labels)
+        self._gpu_busy = metrics.gpu_busy.labels(*labels)
+        self.dollars_per_compute_second = 0.0
+        self.on_gpu = False
+        self.stats = VariantStats()
 
     def observe_request(self, outcome: str, seconds: float) -> None:
         self._requests[outcome].inc()
         self._request_duration.observe(seconds)
+        self.stats.answered(outcome == "success", seconds)
+
+    def cache_lookup(self, hit: bool, seconds: float) -> None:
+        (self.stats.cache_hit if hit else self.stats.cache_miss).add(seconds)
+        if hit:
+            self.stats.queue.add(0.0)
 
     def queue_depth(self, depth: int) -> None:
         self._queue_depth.set(depth)
@@ -185,9 +289,21 @@ class VariantMetrics:
         self._batch_size.observe(samples)
         for wait in waits:
             self._queue_duration.observe(wait)
+        self.stats.queue.add(sum(waits), len(waits))
 
-    def computed(self, seconds: float) -> None:
+    def computed(self, samples: int, requests: int, seconds: float, input_s: float, output_s: float) -> None:
+        """One model call of ``samples`` for ``requests`` requests: compute time, cost, GPU time, statistics."""
         self._compute_duration.observe(seconds)
+        self._inferences.inc(samples)
+        self._cost.inc(seconds * self.dollars_per_compute_second)
+        if self.on_gpu:
+            self._gpu_busy.inc(seconds)
+        stats = self.stats
+        stats.inference_count += samples
+        stats.execution_count += 1
+        stats.compute_infer.add(seconds, requests)
+        stats.compute_input.add(input_s, requests)
+        stats.compute_output.add(output_s, requests)
 
     def dropped(self, reason: str) -> None:
         self._dropped[reason].inc()

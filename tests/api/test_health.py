@@ -14,7 +14,7 @@ def test_live_ready_and_server_metadata(client):
     assert client.get("/v2/health/ready").status_code == 200
     metadata = client.get("/v2").json()
     assert metadata["name"] == "servometer"
-    assert metadata["extensions"] == ["binary_tensor_data", "model_configuration"]
+    assert metadata["extensions"] == ["binary_tensor_data", "model_configuration", "statistics"]
 
 
 def test_ready_is_503_while_models_load_and_inference_waits_for_nothing(demo_models, monkeypatch):

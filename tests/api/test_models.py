@@ -60,3 +60,9 @@ def test_a_variant_that_failed_to_load_is_not_ready_with_its_reason(tmp_path, de
         assert response.status_code == 503
         assert "onnxruntime cannot load model.int8.onnx" in response.json()["error"]
         assert client.get("/v2/models/digits/versions/fp32/ready").status_code == 200
+
+
+def test_config_reports_the_response_cache_only_when_the_server_caches(client, demo_models):
+    assert client.get("/v2/models/digits/config").json()["response_cache"] == {"enable": True}
+    with started_client(demo_models, cache_backend="off") as uncached:
+        assert uncached.get("/v2/models/digits/config").json()["response_cache"] == {"enable": False}
