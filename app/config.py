@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     cache_breaker_reset_s: float = Field(default=1.0, gt=0)
     """First wait before the open breaker probes the backend again; doubles per failed probe, up to 30 s."""
 
+    gpu_sample_interval_s: float = Field(default=5.0, gt=0)
+    """How often GPU utilization, memory and power are read from NVML (in the background)."""
+
     price_per_hour: float = Field(default=0.0, ge=0)
     """What the machine costs per hour (dollars), for the cost metrics; 0 exports zero cost."""
 

@@ -25,6 +25,7 @@ from app.context import AppContext
 from app.repository.registry import Registry, VariantState
 from app.runtimes.base import RuntimeOptions
 from app.service import InferenceService
+from app.telemetry.gpu import GpuSampler, load_nvml
 from app.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     cache = build_cache(settings, metrics)
     service = InferenceService(registry, metrics, cache)
+    gpus = GpuSampler(metrics, load_nvml(), settings.gpu_sample_interval_s)
     context = AppContext(settings, registry, service, metrics)
     inference = InferenceEndpoint(context)
 
@@ -51,10 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         registry.scan()
         loading = asyncio.create_task(_load(registry, service, settings))
+        gpus.start()
         try:
             yield
         finally:
             loading.cancel()
+            await gpus.close()
             inference.disconnects.close()
             await service.close(settings.drain_timeout_s)
             if cache is not None:

@@ -204,6 +204,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.gpu_available = Gauge(
+            "servometer_gpu_available", "1 when NVML reports GPUs to sample, else 0.", registry=self.registry
+        )
+        gpu = ["gpu", "uuid"]
+        self.gpu_utilization = Gauge(
+            "servometer_gpu_utilization_ratio", "GPU busy ratio over NVML's last sample period.", gpu,
+            registry=self.registry,
+        )  # fmt: skip
+        self.gpu_memory_used = Gauge(
+            "servometer_gpu_memory_used_bytes", "GPU memory in use.", gpu, registry=self.registry
+        )
+        self.gpu_memory_total = Gauge(
+            "servometer_gpu_memory_total_bytes", "GPU memory in all.", gpu, registry=self.registry
+        )
+        self.gpu_power = Gauge("servometer_gpu_power_watts", "GPU power draw.", gpu, registry=self.registry)
+
     def for_cache(self, backend: str) -> "CacheMetrics":
         return CacheMetrics(self, backend)
 
