@@ -4,10 +4,13 @@ Flags override ``SERVOMETER_*`` environment variables, which override the defaul
 """
 
 import argparse
+import contextlib
 import copy
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,26 @@ def _serve(args: argparse.Namespace) -> None:
     for name in _SERVE_FLAGS:
         value = getattr(settings, name)
         os.environ[f"SERVOMETER_{name.upper()}"] = str(value.resolve() if isinstance(value, Path) else value)
+    with _metrics_directory(settings.workers):
+        _run(settings)
+
+
+@contextlib.contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """With several workers, prometheus_client keeps each worker's values in files of one shared, fresh directory
+    (set before the workers start, so they pick file-backed values at import), removed when the server stops."""
+    if workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="servometer-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run(settings: Settings) -> None:
     uvicorn.run(
         "app.main:create_app",
         factory=True,

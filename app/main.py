@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             loading.cancel()
             await gpus.close()
+            metrics.close()
             inference.disconnects.close()
             await service.close(settings.drain_timeout_s)
             if cache is not None:

@@ -4,6 +4,7 @@ Each app owns its own ``CollectorRegistry`` so several apps (tests, workers) nev
 come only from the model repository: a request for an unknown model creates no series.
 """
 
+import os
 from typing import Any
 
 from prometheus_client import (
@@ -12,12 +13,17 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from app.telemetry.stats import VariantStats
+
+# prometheus_client picks file-backed values at import when PROMETHEUS_MULTIPROC_DIR is set.
+MULTIPROCESS = values.ValueClass is not values.MutexValue
 
 # Inference spans sub-millisecond cache hits to multi-second batches of a large model.
 LATENCY_BUCKETS = (
@@ -37,9 +43,10 @@ class Metrics:
     def __init__(self, latency_buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._variants: dict[tuple[str, str], VariantMetrics] = {}
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        if not MULTIPROCESS:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
         variant = ["model", "variant"]
         self.requests = Counter(
             "servometer_requests",
@@ -58,6 +65,7 @@ class Metrics:
             "servometer_model_ready",
             "1 when the variant is loaded and serving, else 0.",
             variant,
+            multiprocess_mode="livemin",
             registry=self.registry,
         )
         self.batch_size = Histogram(
@@ -93,6 +101,7 @@ class Metrics:
             "servometer_queue_depth",
             "Requests waiting in the batcher's queue.",
             variant,
+            multiprocess_mode="livesum",
             registry=self.registry,
         )
         self.queue_dropped = Counter(
@@ -130,15 +139,24 @@ class Metrics:
             registry=self.registry,
         )
         self.cache_stored_bytes = Gauge(
-            "servometer_cache_stored_bytes", "Bytes held by the in-memory cache.", ["backend"], registry=self.registry
+            "servometer_cache_stored_bytes",
+            "Bytes held by the in-memory cache.",
+            ["backend"],
+            multiprocess_mode="livesum",
+            registry=self.registry,
         )
         self.cache_entries = Gauge(
-            "servometer_cache_entries", "Entries held by the in-memory cache.", ["backend"], registry=self.registry
+            "servometer_cache_entries",
+            "Entries held by the in-memory cache.",
+            ["backend"],
+            multiprocess_mode="livesum",
+            registry=self.registry,
         )
         self.cache_breaker_state = Gauge(
             "servometer_cache_breaker_state",
             "Cache circuit breaker: 0 closed (calls flow), 1 half-open (probing), 2 open (backend not called).",
             ["backend"],
+            multiprocess_mode="livemax",
             registry=self.registry,
         )
 
@@ -146,6 +164,7 @@ class Metrics:
             "servometer_requests_in_flight",
             "Inference requests received and not yet answered.",
             variant,
+            multiprocess_mode="livesum",
             registry=self.registry,
         )
         self.inferences = Counter(
@@ -155,12 +174,17 @@ class Metrics:
             registry=self.registry,
         )
         self.model_load_duration = Gauge(
-            "servometer_model_load_duration_seconds", "Time the variant took to load.", variant, registry=self.registry
+            "servometer_model_load_duration_seconds",
+            "Time the variant took to load.",
+            variant,
+            multiprocess_mode="livemax",
+            registry=self.registry,
         )
         self.model_info = Gauge(
             "servometer_model_info",
             "Always 1; the labels describe the variant: runtime, precision, device and model file digest.",
             [*variant, "runtime", "precision", "device", "digest"],
+            multiprocess_mode="livemax",
             registry=self.registry,
         )
         self.cost = Counter(
@@ -181,44 +205,68 @@ class Metrics:
             "servometer_price_per_hour_dollars",
             "Configured price of the machine (resource=machine) and of one GPU (resource=gpu), per hour.",
             ["resource"],
+            multiprocess_mode="livemax",
             registry=self.registry,
         )
         objective = ["model"]
         self.objective_latency = Gauge(
             "servometer_objective_latency_p99_seconds", "The model's p99 latency objective.", objective,
-            registry=self.registry,
+            multiprocess_mode="livemax", registry=self.registry,
         )  # fmt: skip
         self.objective_error_ratio = Gauge(
-            "servometer_objective_error_ratio", "The model's error ratio objective.", objective, registry=self.registry
+            "servometer_objective_error_ratio",
+            "The model's error ratio objective.",
+            objective,
+            multiprocess_mode="livemax",
+            registry=self.registry,
         )
         self.objective_cost = Gauge(
             "servometer_objective_cost_per_1k_inferences_dollars",
             "The model's cost budget per 1,000 inferences.",
             objective,
+            multiprocess_mode="livemax",
             registry=self.registry,
         )
         self.objective_throughput = Gauge(
             "servometer_objective_min_throughput_per_second",
             "The model's minimum throughput objective, in inferences per second.",
             objective,
+            multiprocess_mode="livemax",
             registry=self.registry,
         )
 
         self.gpu_available = Gauge(
-            "servometer_gpu_available", "1 when NVML reports GPUs to sample, else 0.", registry=self.registry
+            "servometer_gpu_available",
+            "1 when NVML reports GPUs to sample, else 0.",
+            multiprocess_mode="livemax",
+            registry=self.registry,
         )
         gpu = ["gpu", "uuid"]
         self.gpu_utilization = Gauge(
             "servometer_gpu_utilization_ratio", "GPU busy ratio over NVML's last sample period.", gpu,
-            registry=self.registry,
+            multiprocess_mode="livemostrecent", registry=self.registry,
         )  # fmt: skip
         self.gpu_memory_used = Gauge(
-            "servometer_gpu_memory_used_bytes", "GPU memory in use.", gpu, registry=self.registry
+            "servometer_gpu_memory_used_bytes",
+            "GPU memory in use.",
+            gpu,
+            multiprocess_mode="livemostrecent",
+            registry=self.registry,
         )
         self.gpu_memory_total = Gauge(
-            "servometer_gpu_memory_total_bytes", "GPU memory in all.", gpu, registry=self.registry
+            "servometer_gpu_memory_total_bytes",
+            "GPU memory in all.",
+            gpu,
+            multiprocess_mode="livemostrecent",
+            registry=self.registry,
         )
-        self.gpu_power = Gauge("servometer_gpu_power_watts", "GPU power draw.", gpu, registry=self.registry)
+        self.gpu_power = Gauge(
+            "servometer_gpu_power_watts",
+            "GPU power draw.",
+            gpu,
+            multiprocess_mode="livemostrecent",
+            registry=self.registry,
+        )
 
     def for_cache(self, backend: str) -> "CacheMetrics":
         return CacheMetrics(self, backend)
@@ -262,8 +310,20 @@ class Metrics:
             bound = self._variants[(model, variant)] = VariantMetrics(self, model, variant)
         return bound
 
+    def close(self) -> None:
+        """A stopping worker's live gauges (queue depth, in flight, ...) stop counting towards the others'."""
+        if MULTIPROCESS:
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition. With several workers (prometheus_client's multiprocess mode, chosen when the CLI sets
+        PROMETHEUS_MULTIPROC_DIR) it adds up every worker's files; process collectors are then left out, since
+        they would describe only the worker that happens to answer the scrape."""
+        if not MULTIPROCESS:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
 
 
 class VariantMetrics:
