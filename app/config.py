@@ -7,10 +7,16 @@ nothing else in the package reads ``os.environ``.
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+# Inference spans sub-millisecond cache hits to multi-second batches of a large model; the fine steps around
+# 1-5 ms are where batches and cache hits of small models land.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
+    0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+)  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -67,6 +73,9 @@ class Settings(BaseSettings):
     cache_breaker_reset_s: float = Field(default=1.0, gt=0)
     """First wait before the open breaker probes the backend again; doubles per failed probe, up to 30 s."""
 
+    latency_buckets: list[float] = Field(default_factory=lambda: list(LATENCY_BUCKETS), min_length=1)
+    """Upper bounds (seconds) of the latency histograms: end to end, queue, compute. JSON list in the env var."""
+
     gpu_sample_interval_s: float = Field(default=5.0, gt=0)
     """How often GPU utilization, memory and power are read from NVML (in the background)."""
 
@@ -87,6 +96,13 @@ class Settings(BaseSettings):
 
     onnx_inter_op_threads: int = Field(default=0, ge=0)
     """Threads ONNX Runtime uses across operators; 0 lets it choose."""
+
+    @field_validator("latency_buckets")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)) or value[0] <= 0:
+            raise ValueError("latency_buckets must be positive and strictly increasing")
+        return value
 
     torch_threads: int = Field(default=0, ge=0)
     """Intra-op threads for TorchScript variants; 0 keeps torch's default."""

@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             torch_threads=settings.torch_threads,
         ),
     )
-    metrics = Metrics()
+    metrics = Metrics(settings.latency_buckets)
     cache = build_cache(settings, metrics)
     service = InferenceService(registry, metrics, cache)
     gpus = GpuSampler(metrics, load_nvml(), settings.gpu_sample_interval_s)

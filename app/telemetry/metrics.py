@@ -5,6 +5,7 @@ come only from the model repository: a request for an unknown model creates no s
 """
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -20,16 +21,12 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from app.config import LATENCY_BUCKETS
 from app.telemetry.stats import VariantStats
 
 # prometheus_client picks file-backed values at import when PROMETHEUS_MULTIPROC_DIR is set.
 MULTIPROCESS = values.ValueClass is not values.MutexValue
 
-# Inference spans sub-millisecond cache hits to multi-second batches of a large model.
-LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
-    0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
-)  # fmt: skip
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Cache operations: tens of microseconds in memory, a millisecond or so over the network to Redis.
 CACHE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -40,7 +37,7 @@ DROP_REASONS = ("queue_full", "priority_queue_full", "timeout", "disconnected", 
 
 
 class Metrics:
-    def __init__(self, latency_buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+    def __init__(self, latency_buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._variants: dict[tuple[str, str], VariantMetrics] = {}
         if not MULTIPROCESS:

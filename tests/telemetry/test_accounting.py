@@ -99,3 +99,23 @@ async def test_model_info_load_time_prices_and_objectives_are_exported(tmp_path,
         assert sample("servometer_objective_error_ratio", {"model": "digits"}) == 0.01
         assert sample("servometer_objective_cost_per_1k_inferences_dollars", {"model": "digits"}) == 0.02
         assert sample("servometer_objective_min_throughput_per_second", {"model": "digits"}) == 5
+
+
+async def test_latency_buckets_are_configurable(demo_models):
+    async with async_app(demo_models, latency_buckets=[0.001, 0.01, 1.0]) as (app, client):
+        await client.post("/v2/models/digits/infer", content=_body(0), headers=JSON)
+        text = (await client.get("/metrics")).text
+        bounds = [line.split('le="')[1].split('"')[0] for line in text.splitlines()
+                  if line.startswith("servometer_request_duration_seconds_bucket{") and 'variant="fp32"' in line
+                  and 'model="digits"' in line]  # fmt: skip
+        assert bounds == ["0.001", "0.01", "1.0", "+Inf"]
+
+
+def test_latency_buckets_must_increase():
+    import pytest
+    from pydantic import ValidationError
+
+    from app.config import Settings
+
+    with pytest.raises(ValidationError, match="strictly increasing"):
+        Settings(latency_buckets=[0.1, 0.01])
