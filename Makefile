@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Programs the test suite runs for real; Debian package names.
-SYSTEM_PACKAGES := redis-server
-SYSTEM_PROGRAMS := redis-server
+SYSTEM_PACKAGES := redis-server prometheus
+SYSTEM_PROGRAMS := redis-server promtool
 
 .PHONY: serve test bench install-serve install-dev system-deps lint
 

@@ -97,7 +97,7 @@ class ServometerApp(FastAPI):
 
 async def _load(registry: Registry, service: InferenceService, settings: Settings) -> None:
     await anyio.to_thread.run_sync(registry.load_all)
-    describe(registry, service.metrics, settings)
+    describe(registry, service, settings)
     service.start()
     # Everything loaded so far (frameworks, models) lives as long as the process. Frozen, it is no longer
     # walked by every full garbage collection, which otherwise stalls all requests for tens of milliseconds.
@@ -105,11 +105,15 @@ async def _load(registry: Registry, service: InferenceService, settings: Setting
     log.info("model repository loaded: %s", ", ".join(e.name for e in registry.models()) or "no models")
 
 
-def describe(registry: Registry, metrics: Metrics, settings: Settings) -> None:
-    """Export what is known once models are loaded: readiness, info, load time, prices, cost rates, objectives."""
+def describe(registry: Registry, service: InferenceService, settings: Settings) -> None:
+    """Export what is known once models are loaded: readiness, info, load time, prices, cost rates, objectives,
+    and zeroed cache series."""
+    metrics = service.metrics
     metrics.set_prices(settings.price_per_hour, settings.gpu_price_per_hour)
     for entry in registry.models():
         if entry.manifest is not None:
+            if service.cache is not None and entry.manifest.cache.enabled:
+                service.cache.metrics.register_model(entry.name)
             objectives = entry.manifest.objectives
             metrics.set_objectives(
                 entry.name,
