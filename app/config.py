@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     gpu_sample_interval_s: float = Field(default=5.0, gt=0)
     """How often GPU utilization, memory and power are read from NVML (in the background)."""
 
+    triton_gpu_metrics: bool = False
+    """Also write GPU lines in Triton's names and format (``nv_gpu_utilization{gpu_uuid=...}``), which
+    ``perf_analyzer --collect-metrics --metrics-url .../metrics`` reads."""
+
     price_per_hour: float = Field(default=0.0, ge=0)
     """What the machine costs per hour (dollars), for the cost metrics; 0 exports zero cost."""
 

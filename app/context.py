@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from app.config import Settings
 from app.repository.registry import Registry
 from app.service import InferenceService
+from app.telemetry.gpu import GpuSampler
 from app.telemetry.metrics import Metrics
 
 
@@ -14,3 +15,4 @@ class AppContext:
     registry: Registry
     service: InferenceService
     metrics: Metrics
+    gpus: GpuSampler

@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     cache = build_cache(settings, metrics)
     service = InferenceService(registry, metrics, cache)
     gpus = GpuSampler(metrics, load_nvml(), settings.gpu_sample_interval_s)
-    context = AppContext(settings, registry, service, metrics)
+    context = AppContext(settings, registry, service, metrics, gpus)
     inference = InferenceEndpoint(context)
 
     @asynccontextmanager
@@ -54,10 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry.scan()
         loading = asyncio.create_task(_load(registry, service, settings))
         gpus.start()
+        flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S))
         try:
             yield
         finally:
             loading.cancel()
+            flushing.cancel()
             await gpus.close()
             metrics.close()
             inference.disconnects.close()
@@ -93,6 +95,17 @@ class ServometerApp(FastAPI):
             await super().__call__(scope, receive, send)
         else:
             await self.inference(match, scope, receive, send)
+
+
+FLUSH_INTERVAL_S = 1.0
+"""How stale metrics may be between scrapes: with several workers, each worker's files are read by whichever
+worker answers the scrape, so every worker moves its pending observations into them this often."""
+
+
+async def _flush_every(metrics: Metrics, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        metrics.flush()
 
 
 async def _load(registry: Registry, service: InferenceService, settings: Settings) -> None:

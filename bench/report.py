@@ -91,6 +91,13 @@ def write(results: dict[str, Any], folder: Path) -> None:
     ]
     for model, data in results["models"].items():
         lines += targets(model, data)
+    telemetry = results.get("telemetry")
+    if telemetry:
+        lines.append(
+            f"- telemetry overhead, digits binary at concurrency 32: median {telemetry['median_on']:,.0f} requests/s "
+            f"with it, {telemetry['median_off']:,.0f} without (three alternating runs each) = "
+            f"**{telemetry['overhead']:.1%}** (target < 5%: {'met' if telemetry['overhead'] < 0.05 else 'not met'})"
+        )
     for model, data in results["models"].items():
         best = _best_raw(data["raw"])
         lines += [

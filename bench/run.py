@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -89,6 +90,23 @@ def perf_analyzer_rows(address: str, model: str, args: argparse.Namespace) -> li
     return rows
 
 
+def telemetry_overhead(bodies: dict[str, tuple[Path, int | None]], args: argparse.Namespace) -> dict[str, object]:
+    """digits, binary, concurrency 32: Servometer with and without its request-path telemetry, alternated three
+    times; the medians and their ratio."""
+    body, header_length = bodies["binary"]
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    for attempt in range(3):
+        for state in ("on", "off"):
+            progress(f"  telemetry {state}, digits binary c=32 ({attempt + 1}/3)")
+            log = OUT / f"servometer-telemetry-{state}.log"
+            with servers.servometer(payloads.MODELS, PORT + 3, log, telemetry=state == "on") as address:
+                url = f"http://{address}/v2/models/digits/infer"
+                loadgen.wrk(url, body, header_length, 32, args.warmup)
+                rates[state].append(loadgen.wrk(url, body, header_length, 32, args.seconds).requests_per_s)
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    return {"on": rates["on"], "off": rates["off"], "median_on": on, "median_off": off, "overhead": 1 - on / off}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["digits", "minilm"])
@@ -96,6 +114,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run")
     parser.add_argument("--no-perf-analyzer", action="store_true")
+    parser.add_argument("--no-telemetry-check", action="store_true", help="skip the telemetry on/off comparison")
     args = parser.parse_args()
 
     build_models(payloads.MODELS, args.models)
@@ -122,6 +141,9 @@ def main() -> None:
         progress(f"{model}: naive FastAPI endpoint")
         with servers.naive(payloads.MODELS / model / "model.fp32.onnx", PORT + 2, OUT / "naive.log") as address:
             rows += load_rows("naive", address, model, bodies, args)
+        if model == "digits" and not args.no_telemetry_check:
+            progress("digits: telemetry on vs off")
+            results["telemetry"] = telemetry_overhead(bodies, args)
         results["models"][model] = {  # type: ignore[index]
             "max_queue_delay_ms": manifest.batching.max_queue_delay_ms,
             "max_batch_size": manifest.batching.max_batch_size,

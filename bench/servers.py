@@ -68,10 +68,11 @@ def started(
 
 
 def servometer(
-    models: Path, port: int, log: Path, env: dict[str, str] | None = None
+    models: Path, port: int, log: Path, env: dict[str, str] | None = None, telemetry: bool = True
 ) -> contextlib.AbstractContextManager[str]:
     """Servometer with the settings in ``env`` (the cache off unless ``env`` says otherwise)."""
-    command = [sys.executable, "-m", "app", "serve", "--no-build", "--models", str(models), "--port", str(port)]
+    entry = "app" if telemetry else "bench.telemetry_off"
+    command = [sys.executable, "-m", entry, "serve", "--no-build", "--models", str(models), "--port", str(port)]
     return started(command, port, "/v2/health/ready", log, {**NO_CACHE, **(env or {})})
 
 

@@ -72,7 +72,7 @@ class InferenceEndpoint:
         started = time.perf_counter()
         variant = context.service.resolve(model, version)
         metrics = context.metrics.for_variant(variant.model_name, variant.name)
-        metrics.in_flight.inc()
+        metrics.in_flight += 1
         outcome = "server_error"
         try:
             body = await read_body(headers, receive, context.settings.max_request_bytes)
@@ -101,7 +101,7 @@ class InferenceEndpoint:
             outcome = exc.outcome
             raise
         finally:
-            metrics.in_flight.dec()
+            metrics.in_flight -= 1
             metrics.observe_request(outcome, time.perf_counter() - started)
 
 

@@ -10,4 +10,7 @@ router = APIRouter(tags=["telemetry"])
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(context: ContextDep) -> Response:
-    return Response(context.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    body = context.metrics.render()
+    if context.settings.triton_gpu_metrics:
+        body += context.gpus.triton_lines()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

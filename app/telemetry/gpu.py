@@ -7,6 +7,7 @@ absent, and nothing errors.
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from app.telemetry.metrics import Metrics
@@ -28,12 +29,22 @@ def load_nvml() -> Any:
     return pynvml
 
 
+@dataclass(frozen=True)
+class GpuReading:
+    utilization: float
+    """0..1"""
+    memory_used: int
+    memory_total: int
+    power_watts: float
+
+
 class GpuSampler:
     def __init__(self, metrics: Metrics, nvml: Any, interval_s: float) -> None:
         self.metrics = metrics
         self.nvml = nvml
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self.readings: dict[str, GpuReading] = {}  # the latest reading per GPU UUID
         metrics.gpu_available.set(0 if nvml is None else 1)
 
     def start(self) -> None:
@@ -58,10 +69,28 @@ class GpuSampler:
             labels = (str(index), uuid)
             utilization = nvml.nvmlDeviceGetUtilizationRates(handle)
             memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            self.metrics.gpu_utilization.labels(*labels).set(utilization.gpu / 100)
-            self.metrics.gpu_memory_used.labels(*labels).set(memory.used)
-            self.metrics.gpu_memory_total.labels(*labels).set(memory.total)
-            self.metrics.gpu_power.labels(*labels).set(nvml.nvmlDeviceGetPowerUsage(handle) / 1000)
+            reading = GpuReading(
+                utilization.gpu / 100, memory.used, memory.total, nvml.nvmlDeviceGetPowerUsage(handle) / 1000
+            )
+            self.readings[uuid] = reading
+            self.metrics.gpu_utilization.labels(*labels).set(reading.utilization)
+            self.metrics.gpu_memory_used.labels(*labels).set(reading.memory_used)
+            self.metrics.gpu_memory_total.labels(*labels).set(reading.memory_total)
+            self.metrics.gpu_power.labels(*labels).set(reading.power_watts)
+
+    def triton_lines(self) -> bytes:
+        """The GPU lines ``perf_analyzer --collect-metrics`` parses, in Triton's names: exactly one label,
+        ``gpu_uuid``, and plain decimals (its regex misreads prometheus_client's exponent notation)."""
+        lines = []
+        for uuid, reading in self.readings.items():
+            for name, value in (
+                ("nv_gpu_utilization", reading.utilization),
+                ("nv_gpu_power_usage", reading.power_watts),
+                ("nv_gpu_memory_used_bytes", reading.memory_used),
+                ("nv_gpu_memory_total_bytes", reading.memory_total),
+            ):
+                lines.append(f'{name}{{gpu_uuid="{uuid}"}} {value:.6f}\n')
+        return "".join(lines).encode()
 
     async def close(self) -> None:
         if self._task is not None:

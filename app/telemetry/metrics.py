@@ -5,6 +5,7 @@ come only from the model repository: a request for an unknown model creates no s
 """
 
 import os
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
@@ -312,10 +313,21 @@ class Metrics:
         if MULTIPROCESS:
             mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
+    def flush(self) -> None:
+        """Move every variant's pending observations into the Prometheus series."""
+        for variant in self._variants.values():
+            variant.flush()
+
+    def sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        """One sample's current value, pending observations included (what a scrape would show)."""
+        self.flush()
+        return self.registry.get_sample_value(name, labels)
+
     def render(self) -> bytes:
         """The exposition. With several workers (prometheus_client's multiprocess mode, chosen when the CLI sets
         PROMETHEUS_MULTIPROC_DIR) it adds up every worker's files; process collectors are then left out, since
         they would describe only the worker that happens to answer the scrape."""
+        self.flush()
         if not MULTIPROCESS:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
@@ -323,29 +335,88 @@ class Metrics:
         return generate_latest(registry)
 
 
+class _Tally:
+    """A counter's increments kept as a plain float until the next flush."""
+
+    __slots__ = ("child", "value")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.value = 0.0
+
+    def flush(self) -> None:
+        if self.value:
+            self.child.inc(self.value)
+            self.value = 0.0
+
+
+class _Buckets:
+    """A histogram's observations kept as plain per-bucket counts until the next flush.
+
+    Adds to prometheus_client's own bucket and sum values on flush (``_upper_bounds``, ``_buckets``, ``_sum`` of a
+    labelled Histogram): one lock per bucket per flush instead of one per observation.
+    """
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds: list[float] = child._upper_bounds
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def flush(self) -> None:
+        if not any(self.counts):
+            return
+        for index, count in enumerate(self.counts):
+            if count:
+                self.child._buckets[index].inc(count)
+                self.counts[index] = 0
+        self.child._sum.inc(self.total)
+        self.total = 0.0
+
+
 class VariantMetrics:
-    """One variant's series with their labels bound."""
+    """One variant's series. The request path only adds to plain Python numbers; :meth:`flush` (on every scrape
+    and every second) moves them into the Prometheus series. Measured: per-observation metric updates cost
+    ~12% of digits' throughput at concurrency 32."""
 
     def __init__(self, metrics: Metrics, model: str, variant: str) -> None:
         labels = (model, variant)
-        self._requests = {outcome: metrics.requests.labels(*labels, outcome) for outcome in OUTCOMES}
-        self._request_duration = metrics.request_duration.labels(*labels)
-        self._batch_size = metrics.batch_size.labels(*labels)
-        self._batches = {reason: metrics.batches.labels(*labels, reason) for reason in DISPATCH_REASONS}
-        self._queue_duration = metrics.queue_duration.labels(*labels)
-        self._compute_duration = metrics.compute_duration.labels(*labels)
-        self._queue_depth = metrics.queue_depth.labels(*labels)
+        self._requests = {outcome: _Tally(metrics.requests.labels(*labels, outcome)) for outcome in OUTCOMES}
+        self._request_duration = _Buckets(metrics.request_duration.labels(*labels))
+        self._batch_size = _Buckets(metrics.batch_size.labels(*labels))
+        self._batches = {reason: _Tally(metrics.batches.labels(*labels, reason)) for reason in DISPATCH_REASONS}
+        self._queue_duration = _Buckets(metrics.queue_duration.labels(*labels))
+        self._compute_duration = _Buckets(metrics.compute_duration.labels(*labels))
+        self._inferences = _Tally(metrics.inferences.labels(*labels))
+        self._cost = _Tally(metrics.cost.labels(*labels))
+        self._gpu_busy = _Tally(metrics.gpu_busy.labels(*labels))
+        self._deferred: list[_Tally | _Buckets] = [
+            *self._requests.values(), self._request_duration, self._batch_size, *self._batches.values(),
+            self._queue_duration, self._compute_duration, self._inferences, self._cost, self._gpu_busy,
+        ]  # fmt: skip
+        self._queue_depth_gauge = metrics.queue_depth.labels(*labels)
+        self._in_flight_gauge = metrics.requests_in_flight.labels(*labels)
         self._dropped = {reason: metrics.queue_dropped.labels(*labels, reason) for reason in DROP_REASONS}
-        self.in_flight = metrics.requests_in_flight.labels(*labels)
-        self._inferences = metrics.inferences.labels(*labels)
-        self._cost = metrics.cost.labels(*labels)
-        self._gpu_busy = metrics.gpu_busy.labels(*labels)
+        self._depth = 0
+        self.in_flight = 0  # requests received and not answered: the endpoint counts them up and down
         self.dollars_per_compute_second = 0.0
         self.on_gpu = False
         self.stats = VariantStats()
 
+    def flush(self) -> None:
+        for series in self._deferred:
+            series.flush()
+        self._queue_depth_gauge.set(self._depth)
+        self._in_flight_gauge.set(self.in_flight)
+
     def observe_request(self, outcome: str, seconds: float) -> None:
-        self._requests[outcome].inc()
+        self._requests[outcome].value += 1
         self._request_duration.observe(seconds)
         self.stats.answered(outcome == "success", seconds)
 
@@ -355,10 +426,10 @@ class VariantMetrics:
             self.stats.queue.add(0.0)
 
     def queue_depth(self, depth: int) -> None:
-        self._queue_depth.set(depth)
+        self._depth = depth
 
     def dispatched(self, reason: str, samples: int, waits: list[float]) -> None:
-        self._batches[reason].inc()
+        self._batches[reason].value += 1
         self._batch_size.observe(samples)
         for wait in waits:
             self._queue_duration.observe(wait)
@@ -367,10 +438,10 @@ class VariantMetrics:
     def computed(self, samples: int, requests: int, seconds: float, input_s: float, output_s: float) -> None:
         """One model call of ``samples`` for ``requests`` requests: compute time, cost, GPU time, statistics."""
         self._compute_duration.observe(seconds)
-        self._inferences.inc(samples)
-        self._cost.inc(seconds * self.dollars_per_compute_second)
+        self._inferences.value += samples
+        self._cost.value += seconds * self.dollars_per_compute_second
         if self.on_gpu:
-            self._gpu_busy.inc(seconds)
+            self._gpu_busy.value += seconds
         stats = self.stats
         stats.inference_count += samples
         stats.execution_count += 1

@@ -54,9 +54,7 @@ async def _until(condition, timeout: float = 10) -> None:
 
 
 def _depth(app) -> int:
-    value = app.state.context.metrics.registry.get_sample_value(
-        "servometer_queue_depth", {"model": "digits", "variant": "fp32"}
-    )
+    value = app.state.context.metrics.sample_value("servometer_queue_depth", {"model": "digits", "variant": "fp32"})
     return int(value or 0)
 
 
@@ -97,7 +95,7 @@ async def test_a_request_that_times_out_in_the_queue_answers_504(demo_models, mo
         gate.set()
         assert (await running).status_code == 200
         assert sizes == [64]
-        samples = app.state.context.metrics.registry.get_sample_value
+        samples = app.state.context.metrics.sample_value
         labels = {"model": "digits", "variant": "fp32"}
         assert samples("servometer_requests_total", {**labels, "outcome": "timeout"}) == 1
 
@@ -152,7 +150,7 @@ async def test_a_client_that_disconnects_while_queued_is_dropped_before_compute(
         assert (await running).status_code == 200
         await asyncio.sleep(0.05)
         assert sizes == [64]
-        dropped = app.state.context.metrics.registry.get_sample_value(
+        dropped = app.state.context.metrics.sample_value(
             "servometer_queue_dropped_requests_total", {"model": "digits", "variant": "fp32", "reason": "disconnected"}
         )
         assert dropped == 1

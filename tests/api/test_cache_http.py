@@ -34,9 +34,9 @@ def _binary_body() -> tuple[bytes, dict[str, str]]:
 
 
 def _lookups(app, result: str) -> float:
-    registry = app.state.context.metrics.registry
+    metrics = app.state.context.metrics
     return (
-        registry.get_sample_value(
+        metrics.sample_value(
             "servometer_cache_lookups_total", {"model": "digits", "backend": "memory", "result": result}
         )
         or 0.0
@@ -65,9 +65,7 @@ async def test_a_repeated_request_is_a_hit_with_the_same_answer(demo_models):
         hit = await _until_hit(client, _json_body())
         assert hit.json()["outputs"] == first.json()["outputs"]
         assert _lookups(app, "hit") >= 1
-        stored = app.state.context.metrics.registry.get_sample_value(
-            "servometer_cache_stored_bytes", {"backend": "memory"}
-        )
+        stored = app.state.context.metrics.sample_value("servometer_cache_stored_bytes", {"backend": "memory"})
         assert stored is not None
         assert stored > 0
 
@@ -137,9 +135,7 @@ async def test_identical_requests_in_flight_together_run_the_model_once(demo_mod
         responses = await asyncio.gather(*requests)
         assert calls == [1]
         assert len({r.content for r in responses}) == 1
-        coalesced = context.metrics.registry.get_sample_value(
-            "servometer_cache_coalesced_requests_total", {"model": "digits"}
-        )
+        coalesced = context.metrics.sample_value("servometer_cache_coalesced_requests_total", {"model": "digits"})
         assert coalesced == 5
 
 

@@ -53,7 +53,7 @@ async def _hold_first_call(batcher: DynamicBatcher, gated: GatedRuntime, samples
 
 
 def _sample(metrics: Metrics, name: str, **labels: str) -> float:
-    value = metrics.registry.get_sample_value(name, {"model": "digits", "variant": "fp32", **labels})
+    value = metrics.sample_value(name, {"model": "digits", "variant": "fp32", **labels})
     return value or 0.0
 
 

@@ -46,7 +46,7 @@ async def _until_hit(client: httpx.AsyncClient, index: int, timeout: float = 10)
 
 
 def _sample(app, name: str, **labels: str) -> float:
-    return app.state.context.metrics.registry.get_sample_value(name, labels) or 0.0
+    return app.state.context.metrics.sample_value(name, labels) or 0.0
 
 
 async def test_a_hit_after_a_miss_from_redis(demo_models, redis_server):

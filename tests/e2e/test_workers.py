@@ -1,5 +1,7 @@
 """Several uvicorn workers: the counts of all of them add up in every scrape, whichever worker answers it."""
 
+import time
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,6 +24,7 @@ def test_metrics_of_two_workers_add_up(demo_models, tmp_path):
         with httpx.Client(base_url=f"http://{address}") as client:
             for _ in range(40):  # each on a new connection, so both workers take some
                 assert httpx.post(f"http://{address}/v2/models/digits/infer", json=body).status_code == 200
+            time.sleep(1.5)  # each worker moves its pending observations into the shared files every second
             scrapes = [httpx.get(f"http://{address}/metrics").text for _ in range(6)]
             assert client.get("/v2/health/ready").status_code == 200
         assert [_successes(text) for text in scrapes] == [40.0] * 6

@@ -16,7 +16,7 @@ def _body(index: int, samples: int = 1) -> bytes:
 
 async def test_counters_and_statistics_add_up_after_a_known_sequence(demo_models):
     async with async_app(demo_models, price_per_hour=3.6) as (app, client):
-        sample = app.state.context.metrics.registry.get_sample_value
+        sample = app.state.context.metrics.sample_value
         digits = {"model": "digits", "variant": "fp32"}
         for index in range(3):  # three distinct requests of 2 samples each: computed
             assert (
@@ -82,7 +82,7 @@ async def test_model_info_load_time_prices_and_objectives_are_exported(tmp_path,
         + "objectives: {latency_p99_s: 0.05, error_ratio: 0.01, cost_per_1k_inferences: 0.02, min_throughput: 5}\n"
     )
     async with async_app(tmp_path, price_per_hour=1.5, gpu_price_per_hour=2.5) as (app, _):
-        sample = app.state.context.metrics.registry.get_sample_value
+        sample = app.state.context.metrics.sample_value
         info = [
             s.labels
             for family in app.state.context.metrics.registry.collect()

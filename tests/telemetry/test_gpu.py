@@ -2,6 +2,7 @@
 
 import asyncio
 import importlib.util
+import re
 from types import SimpleNamespace
 
 from app.telemetry.gpu import GpuSampler, load_nvml
@@ -39,7 +40,7 @@ class FakeNvml:
 
 
 def _value(metrics: Metrics, name: str, **labels: str) -> float | None:
-    return metrics.registry.get_sample_value(name, labels)
+    return metrics.sample_value(name, labels)
 
 
 def test_without_nvml_gpu_metrics_are_absent_and_available_is_zero():
@@ -73,3 +74,26 @@ async def test_the_sampler_runs_in_the_background_until_closed():
     await asyncio.sleep(0.05)
     assert nvml.reads == reads
     assert nvml.shut_down
+
+
+def test_triton_style_gpu_lines_have_one_label_and_plain_decimals():
+    sampler = GpuSampler(Metrics(), FakeNvml(), 1.0)
+    sampler.sample()
+    lines = sampler.triton_lines().decode().splitlines()
+    pattern = re.compile(
+        r'^nv_gpu_(utilization|power_usage|memory_used_bytes|memory_total_bytes)\{gpu_uuid="([^"]+)"\} (\d+\.?\d*)$'
+    )
+    assert len(lines) == 8
+    assert all(pattern.match(line) for line in lines)
+    assert 'nv_gpu_memory_total_bytes{gpu_uuid="GPU-1"} 85899345920.000000' in lines
+
+
+async def test_metrics_endpoint_appends_triton_gpu_lines_only_when_asked(demo_models):
+    from tests.api.conftest import async_app
+
+    for enabled in (False, True):
+        async with async_app(demo_models, triton_gpu_metrics=enabled) as (app, client):
+            app.state.context.gpus.nvml = FakeNvml()
+            app.state.context.gpus.sample()
+            text = (await client.get("/metrics")).text
+            assert ('nv_gpu_utilization{gpu_uuid="GPU-0"} 0.400000' in text) is enabled
