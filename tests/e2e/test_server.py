@@ -16,6 +16,7 @@ from tests.helpers import (
     minilm_tokens,
     reference_outputs,
     running_server,
+    v2_json,
     wait_ready,
 )
 
@@ -66,17 +67,7 @@ def test_tritonclient_results_equal_the_model_file(client, model, variant, versi
 @pytest.mark.parametrize(("model", "variant", "version", "file"), VARIANTS)
 def test_httpx_json_results_equal_the_model_file(server, model, variant, version, file):
     inputs = _inputs(model)
-    body = {
-        "inputs": [
-            {
-                "name": name,
-                "shape": list(a.shape),
-                "datatype": "FP32" if a.dtype == np.float32 else "INT64",
-                "data": a.tolist(),
-            }
-            for name, a in inputs.items()
-        ]
-    }
+    body = v2_json(inputs)
     response = httpx.post(f"http://{server}/v2/models/{model}/versions/{variant}/infer", json=body, timeout=30)
     assert response.status_code == 200, response.text
     expected = reference_outputs(model, file, inputs)
