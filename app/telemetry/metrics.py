@@ -41,6 +41,7 @@ class Metrics:
     def __init__(self, latency_buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._variants: dict[tuple[str, str], VariantMetrics] = {}
+        self._caches: list[CacheMetrics] = []
         if not MULTIPROCESS:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
@@ -267,7 +268,9 @@ class Metrics:
         )
 
     def for_cache(self, backend: str) -> "CacheMetrics":
-        return CacheMetrics(self, backend)
+        cache = CacheMetrics(self, backend)
+        self._caches.append(cache)
+        return cache
 
     def register_variant(self, model: str, variant: str, ready: bool) -> None:
         """Create the variant's series up front, so dashboards see zeros rather than gaps."""
@@ -317,6 +320,8 @@ class Metrics:
         """Move every variant's pending observations into the Prometheus series."""
         for variant in self._variants.values():
             variant.flush()
+        for cache in self._caches:
+            cache.flush()
 
     def sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         """One sample's current value, pending observations included (what a scrape would show)."""
@@ -454,13 +459,13 @@ class VariantMetrics:
 
 
 class CacheMetrics:
-    """The result cache's series for one backend."""
+    """The result cache's series for one backend; lookups and operation times are flushed like a variant's."""
 
     def __init__(self, metrics: Metrics, backend: str) -> None:
         self._metrics = metrics
         self.backend = backend
-        self._lookups: dict[tuple[str, str], Any] = {}
-        self._durations = {op: metrics.cache_operation_duration.labels(backend, op) for op in ("get", "set")}
+        self._lookups: dict[tuple[str, str], _Tally] = {}
+        self._durations = {op: _Buckets(metrics.cache_operation_duration.labels(backend, op)) for op in ("get", "set")}
         self._breaker = metrics.cache_breaker_state.labels(backend)
         self._breaker.set(0)
         for operation in ("get", "set", "corrupt"):
@@ -468,17 +473,24 @@ class CacheMetrics:
 
     def register_model(self, model: str) -> None:
         for result in CACHE_RESULTS:
-            self._lookup_child(model, result)
+            self._lookup_tally(model, result)
         self._metrics.cache_coalesced.labels(model)
 
-    def _lookup_child(self, model: str, result: str) -> Any:
-        child = self._lookups.get((model, result))
-        if child is None:
-            child = self._lookups[(model, result)] = self._metrics.cache_lookups.labels(model, self.backend, result)
-        return child
+    def _lookup_tally(self, model: str, result: str) -> _Tally:
+        tally = self._lookups.get((model, result))
+        if tally is None:
+            child = self._metrics.cache_lookups.labels(model, self.backend, result)
+            tally = self._lookups[(model, result)] = _Tally(child)
+        return tally
+
+    def flush(self) -> None:
+        for tally in self._lookups.values():
+            tally.flush()
+        for buckets in self._durations.values():
+            buckets.flush()
 
     def lookup(self, model: str, result: str) -> None:
-        self._lookup_child(model, result).inc()
+        self._lookup_tally(model, result).value += 1
 
     def coalesced(self, model: str) -> None:
         self._metrics.cache_coalesced.labels(model).inc()
