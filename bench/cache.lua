@@ -3,7 +3,7 @@
 -- mix: 80% from 200 popular requests, 20% new (about 80% hits once the popular ones are cached).
 local mode = os.getenv("CACHE_MODE") or "hit"
 local rest = os.getenv("REST_OF_IMAGE")
-local counter = 1000000
+local counter = tonumber(os.getenv("FIRST_NEW") or "1000000")
 local headers = {["Content-Type"] = "application/json"}
 math.randomseed(7)
 

@@ -6,7 +6,9 @@ wrk's client-side percentiles, the server-side p50 comes from Servometer's own l
 """
 
 import argparse
+import itertools
 import os
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from bench import loadgen, payloads, servers
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 PORT = 8290
+REPEATS = 3
 MODES = ("hit", "miss", "mix")
 
 
@@ -54,8 +57,14 @@ def server_p50(before: list[tuple[float, float]], after: list[tuple[float, float
     return float("nan")
 
 
+_RUNS = itertools.count()
+
+
 def run(address: str, mode: str, concurrency: int, seconds: float, rest: str) -> dict[str, object]:
-    env = {**os.environ, "CACHE_MODE": mode, "REST_OF_IMAGE": rest}
+    # Every run's "new" requests start from their own range, so a later run never repeats an earlier one's
+    # (float32 keeps integers below 2**24 exact: 100,000 per run is far more than a run sends).
+    first_new = 1_000_000 + 100_000 * next(_RUNS)
+    env = {**os.environ, "CACHE_MODE": mode, "REST_OF_IMAGE": rest, "FIRST_NEW": str(first_new)}
     url = f"http://{address}/v2/models/digits/infer"
     command = [
         "taskset", "-c", loadgen.LOADGEN_CPU, "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
@@ -75,6 +84,15 @@ def run(address: str, mode: str, concurrency: int, seconds: float, rest: str) ->
         "server_p50_s": server_p50(before, _histogram(address)),
         "errors": measured.errors,
     }
+
+
+def median_of(runs: list[dict[str, object]]) -> dict[str, object]:
+    """Each figure's median over repeated runs (the noisy 2-core machine makes one run an anecdote)."""
+    merged: dict[str, object] = {"mode": runs[0]["mode"], "concurrency": runs[0]["concurrency"]}
+    for name in ("requests_per_s", "p50_s", "p99_s", "server_p50_s"):
+        merged[name] = statistics.median(float(str(r[name])) for r in runs)
+    merged["errors"] = sum(int(str(r["errors"])) for r in runs)
+    return merged
 
 
 def main() -> None:
@@ -115,11 +133,13 @@ def main() -> None:
         ):
             with servers.servometer(payloads.MODELS, PORT, OUT / f"cache-{backend}.log", env) as address:
                 for mode in MODES:
-                    progress(f"{backend} backend, {mode}, c={args.concurrency}")
-                    rows.append({"backend": backend, **run(address, mode, args.concurrency, args.seconds, rest)})
+                    progress(f"{backend} backend, {mode}, c={args.concurrency}, {REPEATS} runs")
+                    runs = [run(address, mode, args.concurrency, args.seconds, rest) for _ in range(REPEATS)]
+                    rows.append({"backend": backend, **median_of(runs)})
         progress("no cache, for reference")
         with servers.servometer(payloads.MODELS, PORT, OUT / "cache-off.log") as address:
-            rows.append({"backend": "off", **run(address, "miss", args.concurrency, args.seconds, rest)})
+            runs = [run(address, "miss", args.concurrency, args.seconds, rest) for _ in range(REPEATS)]
+            rows.append({"backend": "off", **median_of(runs)})
     finally:
         redis.terminate()
         redis.wait()
@@ -132,7 +152,8 @@ def write(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
         "# Cache benchmark",
         "",
         f"One run of `python -m bench.cache` ({when}): digits, JSON, one sample per request, concurrency "
-        f"{args.concurrency}, {args.seconds:g} s per row. Servometer on core 0; wrk and redis-server on core 1. "
+        f"{args.concurrency}; each row is the median of {REPEATS} runs of {args.seconds:g} s. Servometer on core 0; "
+        "wrk and redis-server on core 1. "
         "`server p50` is the median of Servometer's own end-to-end latency histogram over the run (interpolated "
         "within its bucket); p50/p99 are wrk's, client side.",
         "",
