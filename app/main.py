@@ -136,15 +136,15 @@ def describe(registry: Registry, service: InferenceService, settings: Settings) 
                 objectives.min_throughput,
             )
     for variant in registry.variants():
-        ready = variant.state is VariantState.READY and variant.runtime is not None
-        metrics.register_variant(variant.model_name, variant.name, ready)
-        if not ready or variant.runtime is None:
+        runtime = variant.runtime if variant.state is VariantState.READY else None
+        metrics.register_variant(variant.model_name, variant.name, runtime is not None)
+        if runtime is None:
             continue
-        device = variant.runtime.device
+        device = runtime.device
         metrics.describe_variant(
             variant.model_name,
             variant.name,
-            runtime=variant.runtime.platform,
+            runtime=runtime.platform,
             precision=variant.spec.precision,
             device=device,
             digest=variant.digest,

@@ -1,7 +1,6 @@
 """The inference flow, independent of HTTP: resolve the variant, check the request, queue it for its batcher."""
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass
 
@@ -15,10 +14,8 @@ from app.cache.single_flight import SingleFlight
 from app.errors import ClientGone, InvalidRequest, ModelFailed, Unavailable
 from app.protocol.codec import DecodedRequest, wants_binary
 from app.repository.registry import Registry, Variant, VariantState
-from app.telemetry.metrics import Metrics
+from app.telemetry.metrics import Metrics, VariantMetrics
 from app.validation import RequestCheck
-
-log = logging.getLogger(__name__)
 
 _GONE = "the client disconnected while its request waited in the queue"
 # Errors an identical request would get too, so single-flight followers share them; any other failure of the
@@ -33,11 +30,11 @@ class _Serving:
     batcher: DynamicBatcher
     check: RequestCheck
     outputs: tuple[str, ...]
+    metrics: VariantMetrics
 
 
 @dataclass(frozen=True, slots=True)
 class InferenceResult:
-    variant: Variant
     outputs: list[tuple[str, np.ndarray, bool]]
     """``(name, array, as_binary)`` in the order the response lists them."""
     cache: str
@@ -63,7 +60,7 @@ class InferenceService:
                 batcher.start()
                 outputs = tuple(spec.name for spec in variant.manifest.outputs)
                 self._serving[(variant.model_name, variant.name)] = _Serving(
-                    batcher, RequestCheck(variant.manifest), outputs
+                    batcher, RequestCheck(variant.manifest), outputs, metrics
                 )
         self.started = True
 
@@ -118,7 +115,7 @@ class InferenceService:
             outputs = [(name, produced[name], wants_binary(request, None)) for name in job.outputs]
         else:
             outputs = [(o.name, produced[o.name], wants_binary(request, o)) for o in request.outputs]
-        return InferenceResult(variant, outputs, status)
+        return InferenceResult(outputs, status)
 
     async def _through_cache(
         self, cache: ResultCache, variant: Variant, request: DecodedRequest, job: "_Job"
@@ -126,8 +123,7 @@ class InferenceService:
         key = cache_key(variant.model_name, variant.name, variant.digest, request, job.outputs)
         started = time.perf_counter()
         cached = await cache.get(variant.model_name, key, variant.digest)
-        metrics = self.metrics.for_variant(variant.model_name, variant.name)
-        metrics.cache_lookup(cached is not None, time.perf_counter() - started)
+        job.serving.metrics.cache_lookup(cached is not None, time.perf_counter() - started)
         if cached is not None:
             return cached, "hit"
         produced, shared = await self._flights.run(key, lambda: _compute(job), _SHARED_ERRORS)

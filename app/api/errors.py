@@ -10,8 +10,12 @@ from starlette.exceptions import HTTPException
 from app.errors import ServingError
 
 
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps({"error": message}), status, headers, media_type="application/json")
+    return Response(error_body(message), status, headers, media_type="application/json")
 
 
 async def _serving_error(_: Request, exc: Exception) -> Response:

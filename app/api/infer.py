@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from app.api.errors import error_body
 from app.context import AppContext
 from app.errors import InvalidRequest, PayloadTooLarge, ServingError, UnsupportedEncoding
 from app.protocol import compression
@@ -60,10 +59,10 @@ class InferenceEndpoint:
         try:
             return await self._infer(model, version, headers, receive)
         except ServingError as exc:
-            return exc.status, {"content-type": "application/json", **exc.headers}, orjson.dumps({"error": exc.message})
+            return exc.status, {"content-type": "application/json", **exc.headers}, error_body(exc.message)
         except Exception:  # a bug must cost one request a 500, never the connection or the server
             log.exception("inference request for model '%s' failed unexpectedly", model)
-            return 500, {"content-type": "application/json"}, orjson.dumps({"error": "internal server error"})
+            return 500, {"content-type": "application/json"}, error_body("internal server error")
 
     async def _infer(
         self, model: str, version: str | None, headers: dict[str, str], receive: Receive
