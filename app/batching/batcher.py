@@ -55,6 +55,7 @@ class DynamicBatcher:
         self._runtime = runtime
         self._spec = spec
         self._metrics = metrics
+        metrics.queue_capacity.set(spec.max_queue_size)
         # 0: batching off, every request is its own model call.
         self._max_samples = spec.max_batch_size if spec.enabled else 0
         self._delay = spec.max_queue_delay_ms / 1000 if spec.enabled else 0.0

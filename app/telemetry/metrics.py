@@ -103,6 +103,13 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=self.registry,
         )
+        self.queue_capacity = Gauge(
+            "servometer_queue_capacity",
+            "Requests the batcher's queue holds before it rejects (max_queue_size): the scale for queue depth.",
+            variant,
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
         self.queue_dropped = Counter(
             "servometer_queue_dropped_requests",
             "Requests that never reached the model: queue_full / priority_queue_full (rejected), timeout, "
@@ -406,6 +413,7 @@ class VariantMetrics:
             self._queue_duration, self._compute_duration, self._inferences, self._cost, self._gpu_busy,
         ]  # fmt: skip
         self._queue_depth_gauge = metrics.queue_depth.labels(*labels)
+        self.queue_capacity = metrics.queue_capacity.labels(*labels)
         self._in_flight_gauge = metrics.requests_in_flight.labels(*labels)
         self._dropped = {reason: metrics.queue_dropped.labels(*labels, reason) for reason in DROP_REASONS}
         self._depth = 0

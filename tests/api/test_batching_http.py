@@ -74,6 +74,10 @@ async def test_a_full_queue_answers_503_with_retry_after_and_the_queued_requests
             asyncio.create_task(client.post("/v2/models/digits/infer", content=_body(), headers=JSON)) for _ in range(3)
         ]
         await _until(lambda: _depth(app) == 3)
+        capacity = app.state.context.metrics.sample_value(
+            "servometer_queue_capacity", {"model": "digits", "variant": "fp32"}
+        )
+        assert capacity == 3  # depth over capacity is what the queue-saturation alert reads
         rejected = await client.post("/v2/models/digits/infer", content=_body(), headers=JSON)
         assert rejected.status_code == 503
         assert rejected.headers["retry-after"] == "1"
