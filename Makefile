@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Programs the test suite runs for real; Debian package names.
-SYSTEM_PACKAGES := redis-server prometheus
-SYSTEM_PROGRAMS := redis-server promtool
+SYSTEM_PACKAGES := redis-server prometheus prometheus-alertmanager
+SYSTEM_PROGRAMS := redis-server promtool prometheus prometheus-alertmanager amtool
 
 .PHONY: serve test bench install-serve install-dev system-deps lint
 

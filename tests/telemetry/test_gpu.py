@@ -3,40 +3,10 @@
 import asyncio
 import importlib.util
 import re
-from types import SimpleNamespace
 
 from app.telemetry.gpu import GpuSampler, load_nvml
 from app.telemetry.metrics import Metrics
-
-
-class FakeNvml:
-    """NVML's calls as pynvml exposes them, for two GPUs."""
-
-    def __init__(self) -> None:
-        self.shut_down = False
-        self.reads = 0
-
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802 - NVML's names
-        return 2
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
-        return index
-
-    def nvmlDeviceGetUUID(self, handle: int) -> bytes:  # noqa: N802
-        return f"GPU-{handle}".encode()
-
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:  # noqa: N802
-        self.reads += 1
-        return SimpleNamespace(gpu=40 + handle * 50, memory=10)
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:  # noqa: N802
-        return SimpleNamespace(used=(handle + 1) * 2**30, total=80 * 2**30, free=0)
-
-    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:  # noqa: N802
-        return 250_000  # milliwatts
-
-    def nvmlShutdown(self) -> None:  # noqa: N802
-        self.shut_down = True
+from tests.fake_nvml.pynvml import FakeNvml
 
 
 def _value(metrics: Metrics, name: str, **labels: str) -> float | None:

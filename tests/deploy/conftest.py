@@ -1,0 +1,46 @@
+"""One monitored deployment for the dashboard and alerting tests: a real Servometer (digits and the slow test model,
+with a fake NVML so the GPU series exist), scraped by a real Prometheus that sends to a real Alertmanager, which
+posts to a webhook receiver in the test process. Started once per module, stopped by PID."""
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.deploy import stack
+from tests.helpers import copy_model, running_server
+
+FAKE_NVML = Path(__file__).resolve().parent.parent / "fake_nvml"
+SLOW_OBJECTIVE_S = 0.02
+
+
+@dataclass(frozen=True)
+class Monitored:
+    servometer: str
+    prometheus: str
+    alertmanager: str
+    webhook: stack.WebhookReceiver
+
+
+@pytest.fixture(scope="module")
+def monitored(demo_models, tmp_path_factory) -> Iterator[Monitored]:
+    directory = tmp_path_factory.mktemp("monitored")
+    models = directory / "models"
+    copy_model("digits", models)
+    stack.write_slow_model(models / "slow", SLOW_OBJECTIVE_S)
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(FAKE_NVML), os.environ.get("PYTHONPATH")])),
+        "SERVOMETER_PRICE_PER_HOUR": "3.6",
+        "SERVOMETER_GPU_SAMPLE_INTERVAL_S": "0.5",
+        "SERVOMETER_CACHE_BACKEND": "memory",
+        "SERVOMETER_ONNX_INTRA_OP_THREADS": "1",  # the slow model leaves a core to Prometheus and the tests
+    }
+    with (
+        running_server(models, env=env, log=directory / "servometer.log") as servometer,
+        stack.WebhookReceiver() as webhook,
+        stack.alertmanager(directory, webhook.url) as alertmanager,
+        stack.prometheus(directory, servometer, alertmanager) as prometheus,
+    ):
+        yield Monitored(servometer, prometheus, alertmanager, webhook)

@@ -1,0 +1,76 @@
+"""Alerts end to end: a degraded model pages through real Prometheus and Alertmanager, and the page resolves when
+the model recovers. Rules are the shipped ones, time-compressed (tests/deploy/stack.py)."""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from tests.deploy.stack import slow_request
+
+FAST, SLOW = 8, 2000  # input lengths: microseconds vs about 60 ms of compute, against a 20 ms p99 objective
+DEADLINE_S = 90
+
+
+@contextmanager
+def _traffic(address: str, length: list[int]) -> Iterator[None]:
+    """One client sending to the slow model back to back; ``length[0]`` can change while it runs."""
+    stop = threading.Event()
+
+    def send() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                response = client.post(f"http://{address}/v2/models/slow/infer", json=slow_request(length[0]))
+                assert response.status_code == 200, response.text
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def _wait_for(found: Callable[[], list[dict[str, Any]]], what: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        if result := found():
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not arrive within {DEADLINE_S} s")
+
+
+def test_a_model_over_its_latency_objective_pages_and_the_page_resolves_when_it_recovers(monitored):
+    webhook = monitored.webhook
+
+    def slow_alerts(status: str) -> list[dict[str, Any]]:
+        alerts = webhook.alerts("/pager", "ServometerLatencyAboveObjective", status)
+        return [alert for alert in alerts if alert["labels"]["model"] == "slow"]
+
+    length = [FAST]
+    with _traffic(monitored.servometer, length):
+        time.sleep(3)
+        assert not slow_alerts("firing"), "the model was within its objective"
+        length[0] = SLOW
+        started = time.monotonic()
+        (firing, *_) = _wait_for(lambda: slow_alerts("firing"), "the latency page")
+        fired_after = time.monotonic() - started
+        length[0] = FAST
+        _wait_for(lambda: slow_alerts("resolved"), "the resolution")
+    assert firing["labels"]["severity"] == "critical"
+    assert firing["labels"]["variant"] == "fp32"
+    assert firing["annotations"]["runbook_url"].endswith("docs/runbooks.md#servometerlatencyaboveobjective")
+    # 5 minutes of `for` compressed 30x is 10 s; scrapes, rule rounds and the 5-minute window add the rest.
+    assert fired_after > 10
+    # Routed by severity: a critical alert goes to the pager, not to the team's channel.
+    assert not webhook.alerts("/team", "ServometerLatencyAboveObjective", "firing")
+
+
+def test_the_watchdog_reaches_its_own_receiver(monitored):
+    alerts = _wait_for(lambda: monitored.webhook.alerts("/watchdog", "ServometerWatchdog", "firing"), "the watchdog")
+    assert alerts[0]["labels"]["severity"] == "none"
+    assert not monitored.webhook.alerts("/pager", "ServometerWatchdog", "firing")
