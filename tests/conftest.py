@@ -1,13 +1,19 @@
 """Fixtures shared by every test folder."""
 
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from app.repository.builder import build_models
-from tests.helpers import MODELS
+from tests.deploy import stack
+from tests.helpers import MODELS, copy_model, running_server
 from tests.redis_server import RedisServer
+
+FAKE_NVML = Path(__file__).resolve().parent / "fake_nvml"
+SLOW_OBJECTIVE_S = 0.02
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +30,36 @@ def redis_server(tmp_path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@dataclass(frozen=True)
+class Monitored:
+    servometer: str
+    prometheus: str
+    alertmanager: str
+    webhook: stack.WebhookReceiver
+
+
+@pytest.fixture(scope="session")
+def monitored(demo_models, tmp_path_factory) -> Iterator[Monitored]:
+    """One monitored deployment for the alerting and dashboard tests: a real Servometer (digits and the slow test
+    model, a fake NVML so the GPU series exist) scraped by a real Prometheus that sends to a real Alertmanager,
+    which posts to a webhook receiver in the test process. Started once, stopped by PID."""
+    directory = tmp_path_factory.mktemp("monitored")
+    models = directory / "models"
+    copy_model("digits", models)
+    stack.write_slow_model(models / "slow", SLOW_OBJECTIVE_S)
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(FAKE_NVML), os.environ.get("PYTHONPATH")])),
+        "SERVOMETER_PRICE_PER_HOUR": "3.6",
+        "SERVOMETER_GPU_SAMPLE_INTERVAL_S": "0.5",
+        "SERVOMETER_CACHE_BACKEND": "memory",
+        "SERVOMETER_ONNX_INTRA_OP_THREADS": "1",  # the slow model leaves a core to Prometheus and the tests
+    }
+    with (
+        running_server(models, env=env, log=directory / "servometer.log") as servometer,
+        stack.WebhookReceiver() as webhook,
+        stack.alertmanager(directory, webhook.url) as alertmanager,
+        stack.prometheus(directory, servometer, alertmanager) as prometheus,
+    ):
+        yield Monitored(servometer, prometheus, alertmanager, webhook)

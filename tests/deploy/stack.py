@@ -41,7 +41,7 @@ def compress(duration: str) -> str:
 
 
 def compressed_rules(path: Path) -> dict[str, Any]:
-    document = yaml.safe_load(path.read_text())
+    document: dict[str, Any] = yaml.safe_load(path.read_text())
     for group in document["groups"]:
         group["interval"] = "1s"
         for rule in group["rules"]:

@@ -73,7 +73,7 @@ _SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 def exposed_names(exposition: str) -> set[str]:
     """Every series name /metrics declares, including families with no sample yet (GPU series without NVML)."""
-    names = set()
+    names: set[str] = set()
     for name, kind in re.findall(r"^# TYPE (servometer_\w+) (\w+)$", exposition, re.MULTILINE):
         names.update(name + suffix for suffix in _SUFFIXES.get(kind, ("",)))
     return names
