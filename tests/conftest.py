@@ -58,7 +58,7 @@ def monitored(demo_models, tmp_path_factory) -> Iterator[Monitored]:
     }
     with (
         running_server(models, env=env, log=directory / "servometer.log") as servometer,
-        stack.WebhookReceiver() as webhook,
+        stack.WebhookReceiver(directory) as webhook,
         stack.alertmanager(directory, webhook.url) as alertmanager,
         stack.prometheus(directory, servometer, alertmanager) as prometheus,
     ):

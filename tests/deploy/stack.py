@@ -11,10 +11,9 @@ import json
 import re
 import shutil
 import subprocess
-import threading
+import sys
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -88,47 +87,42 @@ def slow_request(length: int) -> dict[str, Any]:
 
 
 class WebhookReceiver:
-    """Records every notification Alertmanager posts, with the path (the receiver) it was posted to."""
+    """deploy/alertmanager/webhook_logger.py, run as its own process: reads back what Alertmanager posted to it."""
 
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict[str, Any]]] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((self.path, json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = directory / "webhook.jsonl"
+        self._command = [
+            sys.executable, str(DEPLOY / "alertmanager" / "webhook_logger.py"), "--host", "127.0.0.1",
+            "--port", str(self.port),
+        ]  # fmt: skip
+        self._running: contextlib.ExitStack | None = None
 
     def alerts(self, path: str, alertname: str, status: str) -> list[dict[str, Any]]:
         """The alerts named ``alertname`` with ``status`` (firing / resolved) posted to ``path`` so far."""
+        lines = self.log.read_text().splitlines()
         return [
             alert
-            for posted, notification in list(self.received)
-            if posted == path
-            for alert in notification["alerts"]
+            for posted in map(json.loads, lines)
+            if posted["path"] == path
+            for alert in posted["notification"]["alerts"]
             if alert["labels"]["alertname"] == alertname and alert["status"] == status
         ]
 
     def __enter__(self) -> "WebhookReceiver":
-        self._thread.start()
+        self._running = contextlib.ExitStack()
+        # Any HTTP answer (501 to a GET) means it listens.
+        self._running.enter_context(_process(self._command, f"127.0.0.1:{self.port}", "/", self.log, ready_any=True))
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        assert self._running is not None
+        self._running.close()
 
 
 @contextlib.contextmanager
-def _process(command: list[str], address: str, ready_path: str, log: Path) -> Iterator[str]:
+def _process(command: list[str], address: str, ready_path: str, log: Path, ready_any: bool = False) -> Iterator[str]:
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     try:
@@ -137,7 +131,8 @@ def _process(command: list[str], address: str, ready_path: str, log: Path) -> It
             if process.poll() is not None:
                 raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://{address}{ready_path}", timeout=1).status_code == 200:
+                status = httpx.get(f"http://{address}{ready_path}", timeout=1).status_code
+                if status == 200 or ready_any:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{command[0]} not ready:\n{log.read_text()[-3000:]}")
