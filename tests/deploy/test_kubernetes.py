@@ -21,7 +21,7 @@ RULES = ROOT / "deploy" / "prometheus" / "rules"
 
 def _resources() -> list[dict[str, Any]]:
     kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
-    found = []
+    found: list[dict[str, Any]] = []
     for name in kustomization["resources"]:
         found.extend(document for document in yaml.safe_load_all((KUBERNETES / name).read_text()) if document)
     return found
