@@ -20,12 +20,12 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 # The project itself: its dependencies are pinned by range in pyproject.toml, as for any other install.
 # hadolint ignore=DL3013
-RUN pip install --extra-index-url "${TORCH_INDEX}" ".[cpu,torch]"
+RUN pip install --extra-index-url "${TORCH_INDEX}" ".[cpu,torch,report]"
 
 FROM deps AS models
 ARG TORCH_INDEX
 # hadolint ignore=DL3013
-RUN pip install --extra-index-url "${TORCH_INDEX}" ".[cpu,torch,build]"
+RUN pip install --extra-index-url "${TORCH_INDEX}" ".[cpu,torch,report,build]"
 COPY models /models
 RUN servometer models build --models /models
 

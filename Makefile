@@ -18,7 +18,7 @@ test: system-deps install-dev lint
 
 # Not part of the tests: minutes of load on both cores (wrk from Debian).
 bench: install-dev
-	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build,dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build,report,dev,bench]'
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "bench needs wrk (Debian package wrk)" >&2; exit 1; }
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.cache
@@ -33,10 +33,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install-serve: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build]'
+	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build,report]'
 
 install-dev: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build,report,dev]'
 
 system-deps:
 	@missing=""; for program in $(SYSTEM_PROGRAMS); do command -v $$program >/dev/null || missing="$$missing $$program"; done; \

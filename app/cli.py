@@ -1,4 +1,4 @@
-"""The ``servometer`` command: ``serve`` and ``models build``.
+"""The ``servometer`` command: ``serve``, ``models build``, ``optimize`` and ``report``.
 
 Flags override ``SERVOMETER_*`` environment variables, which override the defaults in :class:`Settings`.
 """
@@ -12,13 +12,16 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 import uvicorn.config
 
-from app.config import Settings
+from app.config import Settings, runtime_options
 from app.repository.builder import build_models
+from app.repository.manifest import ManifestError, load_manifest
+from app.runtimes.base import RuntimeLoadError
+from app.variants.optimize import KINDS, Kind
 
 # CLI flag -> settings field. Flags are exported as SERVOMETER_* so every uvicorn worker builds the same Settings.
 _SERVE_FLAGS = ("host", "port", "models", "workers", "log_level")
@@ -43,11 +46,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     build.add_argument("--models", type=Path, help="model repository (SERVOMETER_MODELS, default ./models)")
     build.add_argument("--force", action="store_true", help="rebuild even when the files exist")
 
+    optimize = commands.add_parser("optimize", help="produce optimized variants, checked against the reference")
+    optimize.add_argument("model", help="the model's name (its folder in the repository)")
+    optimize.add_argument("--models", type=Path, help="model repository (SERVOMETER_MODELS, default ./models)")
+    optimize.add_argument("--source", type=Path, help="ONNX or TorchScript file (default: the reference variant's)")
+    optimize.add_argument("--kinds", help=f"comma-separated, default all that fit the source: {', '.join(KINDS)}")
+
+    report = commands.add_parser("report", help="measure every variant: quality, latency, throughput, cost, size")
+    report.add_argument("model", help="the model's name (its folder in the repository)")
+    report.add_argument("--models", type=Path, help="model repository (SERVOMETER_MODELS, default ./models)")
+    report.add_argument("--output", type=Path, help="also write MODEL-variants.{md,json,png} into this folder")
+
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        _serve(args)
-    else:
-        _build(args)
+    {"serve": _serve, "models": _build, "optimize": _optimize, "report": _report}[args.command](args)
 
 
 def _settings(args: argparse.Namespace, flags: Sequence[str]) -> Settings:
@@ -63,6 +74,61 @@ def _build(args: argparse.Namespace) -> None:
         sys.exit(f"servometer models build: {exc}")
     for result in results:
         print(f"{result.model}: {result.detail}")  # noqa: T201 - CLI output
+
+
+def _optimize(args: argparse.Namespace) -> None:
+    from app.variants.optimize import optimize
+
+    settings = _settings(args, ("models",))
+    kinds: dict[Kind, str] | None = None
+    if args.kinds is not None:
+        names = [kind.strip() for kind in args.kinds.split(",")]
+        unknown = sorted(set(names) - set(KINDS))
+        if unknown:
+            sys.exit(f"servometer optimize: unknown kinds {unknown}; expected some of {', '.join(KINDS)}")
+        kinds = {cast(Kind, kind): kind for kind in names}
+    try:
+        outcomes = optimize(settings.models / args.model, kinds, args.source, runtime_options(settings), _say)
+    except (ValueError, OSError, ManifestError) as exc:
+        sys.exit(f"servometer optimize: {exc}")
+    kept = [o.name for o in outcomes if o.kept]
+    _say(f"{args.model}: kept {', '.join(kept) or 'none'}; model.yaml updated")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from app.variants.plot import PlottingUnavailable, plot_png
+    from app.variants.report import ReportStore, build_report, report_key
+
+    settings = _settings(args, ("models",))
+    folder = settings.models / args.model
+    try:
+        manifest = load_manifest(folder)
+        store = ReportStore(settings.report_dir or settings.models / ".reports")
+        key = report_key(folder, manifest, settings.price_per_hour) if manifest.evaluation else ""
+        report = store.get(args.model, key)
+        if report is None:
+            _say(f"measuring {len(manifest.variants)} variants of {args.model} (quality, latency, memory)")
+            names = [v.name for v in manifest.variants if (folder / v.file).is_file()]
+            report = build_report(folder, manifest, runtime_options(settings), settings.price_per_hour, names)
+            store.put(report)
+    except (ValueError, OSError, ManifestError, RuntimeLoadError) as exc:
+        sys.exit(f"servometer report: {exc}")
+    print(report.table())  # noqa: T201 - CLI output
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        (args.output / f"{args.model}-variants.md").write_text(report.table() + "\n")
+        (args.output / f"{args.model}-variants.json").write_text(report.model_dump_json(indent=1) + "\n")
+        written = ["md", "json"]
+        try:
+            (args.output / f"{args.model}-variants.png").write_bytes(plot_png(report))
+            written.append("png")
+        except PlottingUnavailable as exc:
+            _say(f"no plot: {exc}")
+        _say(f"wrote {args.output}/{args.model}-variants.{{{','.join(written)}}}")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)  # noqa: T201 - progress of a long command
 
 
 def _serve(args: argparse.Namespace) -> None:

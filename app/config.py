@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.runtimes.base import RuntimeOptions
+
 MIB = 1024 * 1024
 # Inference spans sub-millisecond cache hits to multi-second batches of a large model; the fine steps around
 # 1-5 ms are where batches and cache hits of small models land.
@@ -89,6 +91,11 @@ class Settings(BaseSettings):
     gpu_price_per_hour: float = Field(default=0.0, ge=0)
     """What one GPU adds per hour (dollars), charged to variants for their compute time on a GPU."""
 
+    report_dir: Path | None = None
+    """Where variant reports are kept between restarts; ``<models>/.reports`` when unset. Not writable: memory only."""
+    report_at_load: bool = False
+    """Measure every model's variant report in the background once loaded (always done for ``fastest_within``)."""
+
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On shutdown, how long queued and running requests get to finish before they are failed."""
 
@@ -110,3 +117,13 @@ class Settings(BaseSettings):
 
     torch_threads: int = Field(default=0, ge=0)
     """Intra-op threads for TorchScript variants; 0 keeps torch's default."""
+
+
+def runtime_options(settings: Settings) -> RuntimeOptions:
+    """The runtime knobs of the settings, as the runtimes read them."""
+    return RuntimeOptions(
+        onnx_providers=tuple(settings.onnx_providers),
+        onnx_intra_op_threads=settings.onnx_intra_op_threads,
+        onnx_inter_op_threads=settings.onnx_inter_op_threads,
+        torch_threads=settings.torch_threads,
+    )

@@ -7,6 +7,7 @@ from app.repository.registry import Registry
 from app.service import InferenceService
 from app.telemetry.gpu import GpuSampler
 from app.telemetry.metrics import Metrics
+from app.variants.reports import VariantReports
 
 
 @dataclass(frozen=True)
@@ -16,3 +17,4 @@ class AppContext:
     service: InferenceService
     metrics: Metrics
     gpus: GpuSampler
+    reports: VariantReports

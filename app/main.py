@@ -20,39 +20,37 @@ from app.api.errors import install_error_handlers
 from app.api.infer import InferenceEndpoint, Receive, Scope, Send, match_infer
 from app.api.openapi import install_openapi
 from app.cache.setup import build_cache
-from app.config import Settings
+from app.config import Settings, runtime_options
 from app.context import AppContext
 from app.repository.registry import Registry, VariantState
-from app.runtimes.base import RuntimeOptions
+from app.routing.router import Router
+from app.routing.shadow import Shadows
 from app.service import InferenceService
 from app.telemetry.gpu import GpuSampler, load_nvml
 from app.telemetry.metrics import Metrics
+from app.variants.reports import VariantReports
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    registry = Registry(
-        settings.models,
-        RuntimeOptions(
-            onnx_providers=tuple(settings.onnx_providers),
-            onnx_intra_op_threads=settings.onnx_intra_op_threads,
-            onnx_inter_op_threads=settings.onnx_inter_op_threads,
-            torch_threads=settings.torch_threads,
-        ),
-    )
+    options = runtime_options(settings)
+    registry = Registry(settings.models, options)
     metrics = Metrics(settings.latency_buckets)
     cache = build_cache(settings, metrics)
-    service = InferenceService(registry, metrics, cache)
+    reports = VariantReports(
+        registry, metrics, options, settings.price_per_hour, settings.report_dir or settings.models / ".reports"
+    )
+    service = InferenceService(registry, metrics, cache, Router(reports), Shadows(metrics))
     gpus = GpuSampler(metrics, load_nvml(), settings.gpu_sample_interval_s)
-    context = AppContext(settings, registry, service, metrics, gpus)
+    context = AppContext(settings, registry, service, metrics, gpus, reports)
     inference = InferenceEndpoint(context)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         registry.scan()
-        loading = asyncio.create_task(_load(registry, service, settings))
+        loading = asyncio.create_task(_load(registry, service, reports, settings))
         gpus.start()
         flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S))
         try:
@@ -63,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await gpus.close()
             metrics.close()
             inference.disconnects.close()
+            await reports.close()
             await service.close(settings.drain_timeout_s)
             if cache is not None:
                 await cache.close()
@@ -108,10 +107,19 @@ async def _flush_every(metrics: Metrics, interval_s: float) -> None:
         metrics.flush()
 
 
-async def _load(registry: Registry, service: InferenceService, settings: Settings) -> None:
+async def _load(registry: Registry, service: InferenceService, reports: VariantReports, settings: Settings) -> None:
     await anyio.to_thread.run_sync(registry.load_all)
     describe(registry, service, settings)
     service.start()
+    reports.build_in_background(
+        [
+            entry.name
+            for entry in registry.models()
+            if entry.manifest is not None
+            and entry.manifest.evaluation is not None
+            and (settings.report_at_load or entry.manifest.routing.policy == "fastest_within")
+        ]
+    )
     # Everything loaded so far (frameworks, models) lives as long as the process. Frozen, it is no longer
     # walked by every full garbage collection, which otherwise stalls all requests for tens of milliseconds.
     gc.freeze()

@@ -14,6 +14,8 @@ from app.cache.single_flight import SingleFlight
 from app.errors import ClientGone, InvalidRequest, ModelFailed, Unavailable
 from app.protocol.codec import DecodedRequest, wants_binary
 from app.repository.registry import Registry, Variant, VariantState
+from app.routing.router import Router
+from app.routing.shadow import Shadows
 from app.telemetry.metrics import Metrics, VariantMetrics
 from app.validation import RequestCheck
 
@@ -42,10 +44,14 @@ class InferenceResult:
 
 
 class InferenceService:
-    def __init__(self, registry: Registry, metrics: Metrics, cache: ResultCache | None) -> None:
+    def __init__(
+        self, registry: Registry, metrics: Metrics, cache: ResultCache | None, router: Router, shadows: Shadows
+    ) -> None:
         self.registry = registry
         self.metrics = metrics
         self.cache = cache
+        self.router = router
+        self.shadows = shadows
         self._flights = SingleFlight()
         self._serving: dict[tuple[str, str], _Serving] = {}
         self.started = False
@@ -72,9 +78,13 @@ class InferenceService:
 
     async def close(self, timeout: float) -> None:
         """Finish what is queued (up to ``timeout`` seconds) and stop every batcher."""
+        await self.shadows.close()
         await asyncio.gather(*(serving.batcher.close(timeout) for serving in self._serving.values()))
 
-    def resolve(self, model: str, version: str | None) -> Variant:
+    def resolve(self, model: str, version: str | None, routing_key: str | None = None) -> Variant:
+        """The named variant, or for a request that names none, the one the model's routing policy picks."""
+        if version is None:
+            version = self.router.choose(self.registry.get(model), routing_key)
         return self.registry.resolve(model, version)
 
     async def infer(
@@ -83,11 +93,13 @@ class InferenceService:
         request: DecodedRequest,
         client_gone: asyncio.Future[None] | None = None,
         use_cache: bool = True,
+        routed: bool = False,
     ) -> InferenceResult:
         """Answer one request from the cache or its variant's batcher.
 
         ``client_gone`` completes if the client disconnects; ``use_cache`` False bypasses the cache (as does the
-        request parameter ``cache: false``).
+        request parameter ``cache: false``); ``routed`` says the request named no variant, so a shadow policy
+        copies it to its candidate.
         """
         serving = self._serving.get((variant.model_name, variant.name))
         if serving is None:
@@ -111,11 +123,22 @@ class InferenceService:
             produced, status = await _compute(job), "bypass"
         else:
             produced, status = await self._through_cache(cache, variant, request, job)
+        if routed and variant.manifest.routing.policy == "shadow":
+            self._shadow(variant, job, produced)
         if request.outputs is None:
             outputs = [(name, produced[name], wants_binary(request, None)) for name in job.outputs]
         else:
             outputs = [(o.name, produced[o.name], wants_binary(request, o)) for o in request.outputs]
         return InferenceResult(outputs, status)
+
+    def _shadow(self, variant: Variant, job: "_Job", produced: dict[str, np.ndarray]) -> None:
+        manifest = variant.manifest
+        candidate = self._serving.get((variant.model_name, manifest.routing.candidate or ""))
+        if candidate is None:  # not loaded (or failed to): nothing to compare with
+            self.metrics.shadow(variant.model_name, manifest.routing.candidate or "", "skipped")
+            return
+        copy = _Job(candidate, job.inputs, job.outputs, job.level, None, None)
+        self.shadows.copy(manifest, produced, lambda: _compute(copy))
 
     async def _through_cache(
         self, cache: ResultCache, variant: Variant, request: DecodedRequest, job: "_Job"

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.api import health, metrics, models
+from app.api import health, metrics, models, variants
 
 router = APIRouter()
-for module in (health, models, metrics):
+for module in (health, models, variants, metrics):
     router.include_router(module.router)

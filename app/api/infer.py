@@ -19,6 +19,7 @@ from app.context import AppContext
 from app.errors import InvalidRequest, PayloadTooLarge, ServingError, UnsupportedEncoding
 from app.protocol import compression
 from app.protocol.codec import HEADER_LENGTH, decode_request, encode_response
+from app.routing.router import ROUTING_KEY_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class InferenceEndpoint:
     ) -> tuple[int, dict[str, str], bytes]:
         context = self.context
         started = time.perf_counter()
-        variant = context.service.resolve(model, version)
+        variant = context.service.resolve(model, version, headers.get(ROUTING_KEY_HEADER))
         metrics = context.metrics.for_variant(variant.model_name, variant.name)
         metrics.in_flight += 1
         outcome = "server_error"
@@ -78,7 +79,9 @@ class InferenceEndpoint:
             decoded = decode_request(body, _header_length(headers))
             watched = self.disconnects.track(receive)
             try:
-                result = await context.service.infer(variant, decoded, watched.gone, _cache_allowed(headers))
+                result = await context.service.infer(
+                    variant, decoded, watched.gone, _cache_allowed(headers), routed=version is None
+                )
             finally:
                 self.disconnects.untrack(watched)
             encoded = encode_response(

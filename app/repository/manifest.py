@@ -77,10 +77,7 @@ class VariantSpec(_Strict):
     @field_validator("file")
     @classmethod
     def _inside_model_folder(cls, value: str) -> str:
-        path = PurePosixPath(value)
-        if path.is_absolute() or ".." in path.parts or "\\" in value or "://" in value:
-            raise ValueError("must be a relative path inside the model's folder (no '..', no URL)")
-        return value
+        return _relative_file(value)
 
 
 class BatchingSpec(_Strict):
@@ -144,6 +141,63 @@ class ObjectivesSpec(_Strict):
     """Inferences per second below which the model is considered starved or broken."""
 
 
+def _relative_file(value: str) -> str:
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or "\\" in value or "://" in value:
+        raise ValueError("must be a relative path inside the model's folder (no '..', no URL)")
+    return value
+
+
+class EvaluationSpec(_Strict):
+    """How variants are compared: the report's quality figures, ``servometer optimize``'s checks, and the
+    ``fastest_within`` routing policy all read it."""
+
+    data: str
+    """An ``.npz`` in the model's folder holding the inputs (and, for classifiers, the true labels)."""
+    task: Literal["classification", "embedding"]
+    output: str
+    """The output scored: logits or probabilities for a classifier (top-1 = argmax), the embedding otherwise."""
+    labels: str | None = None
+    """Classification: the array in ``data`` with the true classes."""
+    inputs: dict[str, str] = Field(default_factory=dict)
+    """Input name -> array name in ``data``, where they differ."""
+    reference: str | None = None
+    """The variant the others are compared with; the default variant when unset."""
+    calibration: str | None = None
+    """An ``.npz`` of inputs for static quantization (``servometer optimize``); never the evaluation data."""
+    max_samples: int = Field(default=512, ge=1)
+    min_agreement: float = Field(default=0.97, ge=0, le=1)
+    """Classification: the share of top-1 answers a variant must share with the reference to be kept."""
+    min_cosine: float = Field(default=0.85, ge=-1, le=1)
+    """Embedding: the lowest per-sample cosine similarity to the reference a variant may have to be kept."""
+
+    @field_validator("data", "calibration")
+    @classmethod
+    def _inside_model_folder(cls, value: str | None) -> str | None:
+        return None if value is None else _relative_file(value)
+
+    @model_validator(mode="after")
+    def _labels_for_classifiers(self) -> "EvaluationSpec":
+        if self.task == "classification" and self.labels is None:
+            raise ValueError("a classification evaluation needs 'labels' (the array of true classes in data)")
+        return self
+
+
+class RoutingSpec(_Strict):
+    """Which variant serves requests that name none."""
+
+    policy: Literal["default", "weighted", "shadow", "fastest_within"] = "default"
+    weights: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    """weighted: variant -> share of traffic (normalised). Requests with a routing key stick to one variant."""
+    candidate: str | None = None
+    """shadow: the variant that gets a copy of the traffic; its answers are compared, never returned."""
+    shadow_fraction: float = Field(default=1.0, gt=0, le=1)
+    """shadow: the share of requests copied to the candidate."""
+    tolerance: float = Field(default=0.01, ge=0)
+    """fastest_within: the largest quality loss against the reference (accuracy points for classifiers,
+    1 - mean cosine for embeddings) the chosen variant may have."""
+
+
 class ModelManifest(_Strict):
     name: str = Field(pattern=NAME_PATTERN.pattern)
     description: str = ""
@@ -157,6 +211,8 @@ class ModelManifest(_Strict):
     batching: BatchingSpec = Field(default_factory=BatchingSpec)
     cache: CacheSpec = Field(default_factory=CacheSpec)
     objectives: ObjectivesSpec = Field(default_factory=ObjectivesSpec)
+    evaluation: EvaluationSpec | None = None
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelManifest":
@@ -174,11 +230,32 @@ class ModelManifest(_Strict):
             raise ValueError("a variant name may not equal another variant's version number")
         if self.default_variant is not None and self.default_variant not in names:
             raise ValueError(f"default_variant '{self.default_variant}' is not one of the variants {names}")
+        self._check_routing(names)
         if self.batching.max_batch_size > 1:
             fixed = [t.name for t in self.inputs + self.outputs if t.shape[0] != -1]
             if fixed:
                 raise ValueError(f"with batching on, the first dimension must be -1 (batch) for {fixed}")
         return self
+
+    def _check_routing(self, names: list[str]) -> None:
+        routing = self.routing
+        named = [*routing.weights, *([routing.candidate] if routing.candidate else [])]
+        if self.evaluation is not None and self.evaluation.reference is not None:
+            named.append(self.evaluation.reference)
+        unknown = [name for name in named if name not in names]
+        if unknown:
+            raise ValueError(f"routing / evaluation name variants {unknown} that are not among {names}")
+        if routing.policy == "weighted" and not any(routing.weights.values()):
+            raise ValueError("routing policy 'weighted' needs 'weights' with at least one share above 0")
+        if routing.policy == "shadow" and routing.candidate in (None, self.default):
+            raise ValueError("routing policy 'shadow' needs a 'candidate' other than the default variant")
+        if routing.policy == "fastest_within" and self.evaluation is None:
+            raise ValueError("routing policy 'fastest_within' needs an 'evaluation' block to measure quality")
+
+    @property
+    def reference(self) -> str:
+        """The variant others are compared with."""
+        return (self.evaluation.reference if self.evaluation else None) or self.default
 
     def versions(self) -> dict[str, int]:
         """Variant name -> numeric version."""

@@ -102,8 +102,8 @@ class Registry:
                 variant.spec.runtime,
                 variant.path,
                 self.options,
-                [_info(spec) for spec in variant.manifest.inputs],
-                [_info(spec) for spec in variant.manifest.outputs],
+                [tensor_info(spec) for spec in variant.manifest.inputs],
+                [tensor_info(spec) for spec in variant.manifest.outputs],
             )
             check_signature(variant.manifest, runtime)
             variant.digest = file_digest(variant.path)
@@ -156,7 +156,7 @@ class Registry:
                 variant.runtime = None
 
 
-def _info(spec: TensorSpec) -> TensorInfo:
+def tensor_info(spec: TensorSpec) -> TensorInfo:
     return TensorInfo(spec.name, spec.datatype, tuple(None if dim == -1 else dim for dim in spec.shape))
 
 

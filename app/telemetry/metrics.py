@@ -7,7 +7,7 @@ come only from the model repository: a request for an unknown model creates no s
 import os
 from bisect import bisect_left
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,6 +24,9 @@ from prometheus_client.process_collector import ProcessCollector
 
 from app.config import LATENCY_BUCKETS
 from app.telemetry.stats import VariantStats
+
+if TYPE_CHECKING:  # the report's types only; importing it here would load the measuring code with telemetry
+    from app.variants.report import ModelReport
 
 # prometheus_client picks file-backed values at import when PROMETHEUS_MULTIPROC_DIR is set.
 MULTIPROCESS = values.ValueClass is not values.MutexValue
@@ -241,6 +244,35 @@ class Metrics:
             registry=self.registry,
         )
 
+        variant_report = ["model", "variant"]
+        self.variant_quality = Gauge(
+            "servometer_variant_quality",
+            "Variant report: quality on the model's evaluation set (metric: accuracy, macro_f1, agreement, "
+            "cosine_mean, cosine_min, max_abs_error, quality_loss).",
+            [*variant_report, "metric"], multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.variant_latency = Gauge(
+            "servometer_variant_report_latency_seconds",
+            "Variant report: model-call latency measured at batch 1 and at the largest batch.",
+            [*variant_report, "batch", "quantile"], multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.variant_throughput = Gauge(
+            "servometer_variant_report_throughput",
+            "Variant report: samples per second at the largest batch.",
+            variant_report, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.variant_cost = Gauge(
+            "servometer_variant_report_cost_per_1k_inferences_dollars",
+            "Variant report: dollars per 1,000 inferences at the largest batch, from price_per_hour.",
+            variant_report, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.shadow_comparisons = Counter(
+            "servometer_shadow_comparisons",
+            "Shadow traffic: the candidate variant's answers compared with the served ones (result: agree, "
+            "disagree, error, skipped).",
+            ["model", "variant", "result"], registry=self.registry,
+        )  # fmt: skip
+
         self.gpu_available = Gauge(
             "servometer_gpu_available",
             "1 when NVML reports GPUs to sample, else 0.",
@@ -310,6 +342,23 @@ class Metrics:
         ):
             if value is not None:
                 gauge.labels(model).set(value)
+
+    def set_report(self, report: "ModelReport") -> None:
+        for variant in report.variants:
+            labels = (report.model, variant.name)
+            figures = {**variant.quality.model_dump(exclude={"samples"}), "quality_loss": variant.quality_loss}
+            for metric, value in figures.items():
+                if value is not None:
+                    self.variant_quality.labels(*labels, metric).set(value)
+            for batch, latency in (("1", variant.batch_1), ("max", variant.max_batch)):
+                self.variant_latency.labels(*labels, batch, "0.5").set(latency.p50_s)
+                self.variant_latency.labels(*labels, batch, "0.99").set(latency.p99_s)
+            self.variant_throughput.labels(*labels).set(variant.throughput)
+            if variant.cost_per_1k is not None:
+                self.variant_cost.labels(*labels).set(variant.cost_per_1k)
+
+    def shadow(self, model: str, candidate: str, result: str) -> None:
+        self.shadow_comparisons.labels(model, candidate, result).inc()
 
     def for_variant(self, model: str, variant: str) -> "VariantMetrics":
         """The variant's series, bound once and reused, so the request path skips the label lookups."""

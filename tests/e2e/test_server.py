@@ -26,6 +26,12 @@ VARIANTS = [
     ("digits", "torchscript", "3", "model.torchscript.pt"),
     ("minilm", "fp32", "1", "model.fp32.onnx"),
     ("minilm", "int8", "2", "model.int8.onnx"),
+    ("digits", "fp32-opt", "4", "model.fp32-opt.onnx"),
+    ("digits", "int8-dynamic", "5", "model.int8-dynamic.onnx"),
+    ("digits", "fp16", "6", "model.fp16.onnx"),
+    ("minilm", "fp32-opt", "3", "model.fp32-opt.onnx"),
+    ("minilm", "int8-dynamic", "4", "model.int8-dynamic.onnx"),
+    ("minilm", "fp16", "5", "model.fp16.onnx"),
 ]
 
 

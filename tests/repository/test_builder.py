@@ -26,10 +26,15 @@ def test_digits_builds_byte_for_byte_the_same_every_time(tmp_path):
     folder = _fresh_digits(tmp_path)
     assert [r.built for r in build_models(tmp_path)] == [True]
     digests = _digests(folder)
-    assert set(digests) == {"model.fp32.onnx", "model.int8.onnx", "model.torchscript.pt", "heldout.npz"}
+    manifest = (folder / "model.yaml").read_bytes()
+    assert set(digests) == {
+        "model.fp32.onnx", "model.int8.onnx", "model.torchscript.pt", "heldout.npz", "calibration.npz",
+        "model.fp32-opt.onnx", "model.int8-dynamic.onnx", "model.fp16.onnx",
+    }  # fmt: skip
     assert [r.detail for r in build_models(tmp_path)] == ["up to date"]
     assert [r.built for r in build_models(tmp_path, force=True)] == [True]
     assert _digests(folder) == digests
+    assert (folder / "model.yaml").read_bytes() == manifest  # the optimize step rewrites it to the same bytes
 
 
 def test_building_an_unknown_model_or_a_failing_script_is_an_error(tmp_path):

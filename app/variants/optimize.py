@@ -1,0 +1,252 @@
+"""``servometer optimize``: produce a model's optimized variants, check each against the reference, and list the
+ones that pass in its ``model.yaml``.
+
+Kinds, from an ONNX source: ``fp32-opt`` (ONNX Runtime's extended graph optimizations, saved), ``int8-dynamic``
+(weights int8, activation scales computed per batch), ``int8-static`` (QDQ, activation scales calibrated once on
+the model's calibration data), ``fp16`` (float16 inside, float32 at the inputs and outputs: kept only where the
+runtime can run it). From a TorchScript source: ``torchscript`` (frozen: weights inlined as constants).
+
+Every produced file is run on the evaluation set and compared with the reference variant's answers (top-1
+agreement for classifiers, per-sample cosine for embeddings, thresholds from ``evaluation`` in ``model.yaml``);
+a variant that fails, or that the runtime cannot load, is reported, its file removed, and its entry left out.
+"""
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import yaml
+
+from app.repository.manifest import MANIFEST_FILE, ModelManifest, load_manifest
+from app.repository.registry import tensor_info
+from app.runtimes.base import RuntimeOptions
+from app.runtimes.loader import load_runtime
+from app.variants.quality import EvaluationSet, Quality, load_calibration, load_evaluation, measure
+
+Kind = Literal["fp32-opt", "int8-dynamic", "int8-static", "fp16", "torchscript"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+ONNX_KINDS: tuple[Kind, ...] = ("fp32-opt", "int8-dynamic", "int8-static", "fp16")
+PRECISION: dict[Kind, str] = {
+    "fp32-opt": "fp32", "int8-dynamic": "int8", "int8-static": "int8", "fp16": "fp16", "torchscript": "fp32",
+}  # fmt: skip
+DESCRIPTION: dict[Kind, str] = {
+    "fp32-opt": "servometer optimize: ONNX Runtime extended graph optimizations, saved",
+    "int8-dynamic": "servometer optimize: int8 weights, activation scales computed per batch",
+    "int8-static": "servometer optimize: int8 QDQ, activation scales calibrated on the calibration data",
+    "fp16": "servometer optimize: float16 inside, float32 inputs and outputs",
+    "torchscript": "servometer optimize: TorchScript frozen (weights and attributes inlined as constants)",
+}
+EVALUATION_BATCH = 32
+DEFAULT_OPTIONS = RuntimeOptions()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    name: str
+    file: str
+    kept: bool
+    reason: str
+    """Why it was left out, or empty."""
+    quality: Quality | None
+
+
+def optimize(
+    folder: Path,
+    kinds: Mapping[Kind, str] | None = None,
+    source: Path | None = None,
+    options: RuntimeOptions = DEFAULT_OPTIONS,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[Outcome]:
+    """Produce ``kinds`` (kind -> variant name; default: every kind that fits the source) from ``source`` (default:
+    the reference variant's file), check them, and update ``model.yaml``. Returns what happened to each kind."""
+    manifest = load_manifest(folder)
+    reference = next(v for v in manifest.variants if v.name == manifest.reference)
+    source = source or folder / reference.file
+    runtime_of_source = "torchscript" if source.suffix in {".pt", ".pth"} else "onnx"
+    if kinds is None:
+        defaults: tuple[Kind, ...] = ONNX_KINDS if runtime_of_source == "onnx" else ("torchscript",)
+        kinds = {kind: kind for kind in defaults}
+    wrong = [kind for kind in kinds if (kind == "torchscript") != (runtime_of_source == "torchscript")]
+    if wrong:
+        raise ValueError(f"kinds {wrong} cannot be made from a {runtime_of_source} source ({source.name})")
+    evaluation = load_evaluation(folder, manifest)
+    progress(f"reference: {reference.name} ({reference.file}) on {evaluation.samples} evaluation samples")
+    expected = _run(manifest, reference.runtime, folder / reference.file, evaluation, options)
+    outcomes = []
+    for index, (kind, name) in enumerate(kinds.items(), start=1):
+        progress(f"[{index}/{len(kinds)}] {kind} -> variant '{name}'")
+        outcome = _produce(folder, manifest, kind, name, source, evaluation, expected, options)
+        progress(f"    {'kept' if outcome.kept else 'left out'}{': ' + outcome.reason if outcome.reason else ''}")
+        outcomes.append(outcome)
+    write_variants(folder / MANIFEST_FILE, outcomes)
+    return outcomes
+
+
+def _produce(
+    folder: Path,
+    manifest: ModelManifest,
+    kind: Kind,
+    name: str,
+    source: Path,
+    evaluation: EvaluationSet,
+    expected: np.ndarray,
+    options: RuntimeOptions,
+) -> Outcome:
+    target = folder / (f"model.{name}.pt" if kind == "torchscript" else f"model.{name}.onnx")
+    runtime: Literal["onnx", "torchscript"] = "torchscript" if kind == "torchscript" else "onnx"
+    assert manifest.evaluation is not None
+    with _staging(target) as staged:
+        try:
+            _MAKERS[kind](source, staged, folder, manifest)
+            produced = _run(manifest, runtime, staged, evaluation, options)
+        except Exception as exc:  # a kind the tools or the runtime cannot do here: reported, left out
+            return Outcome(kind, name, target.name, False, f"not supported here: {_first_line(exc)}", None)
+        quality = measure(manifest.evaluation, produced, expected, evaluation.labels)
+        if not quality.passes(manifest.evaluation):
+            return Outcome(kind, name, target.name, False, f"too far from the reference: {_summary(quality)}", quality)
+        staged.replace(target)
+    return Outcome(kind, name, target.name, True, "", quality)
+
+
+@contextlib.contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A file beside ``target`` to build into; removed unless it was moved into place."""
+    staged = target.with_name(f".{target.stem}.staging{target.suffix}")
+    try:
+        yield staged
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _run(
+    manifest: ModelManifest,
+    runtime: Literal["onnx", "torchscript"],
+    path: Path,
+    evaluation: EvaluationSet,
+    options: RuntimeOptions,
+) -> np.ndarray:
+    """The evaluated output of ``path`` over the evaluation set, in batches."""
+    assert manifest.evaluation is not None
+    loaded = load_runtime(
+        runtime, path, options, [tensor_info(t) for t in manifest.inputs], [tensor_info(t) for t in manifest.outputs]
+    )
+    try:
+        output = manifest.evaluation.output
+        parts = [
+            loaded.infer({k: v[i : i + EVALUATION_BATCH] for k, v in evaluation.inputs.items()}, [output])[output]
+            for i in range(0, evaluation.samples, EVALUATION_BATCH)
+        ]
+    finally:
+        loaded.close()
+    return np.concatenate(parts)
+
+
+def _optimized(source: Path, target: Path, folder: Path, manifest: ModelManifest) -> None:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(target)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+
+
+def _dynamic_int8(source: Path, target: Path, folder: Path, manifest: ModelManifest) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+
+
+def _static_int8(source: Path, target: Path, folder: Path, manifest: ModelManifest) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    batches = iter(load_calibration(folder, manifest))
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(batches, None)
+
+    quantize_static(
+        source, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+    )  # fmt: skip
+
+
+def _fp16(source: Path, target: Path, folder: Path, manifest: ModelManifest) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
+
+
+def _frozen_torchscript(source: Path, target: Path, folder: Path, manifest: ModelManifest) -> None:
+    import torch
+
+    # Frozen only: optimize_for_inference's rewrites did not load back with torch.jit.load (torch 2.13).
+    module = torch.jit.load(str(source), map_location="cpu").eval()  # type: ignore[no-untyped-call]
+    torch.jit.freeze(module).save(str(target))
+
+
+_MAKERS: dict[Kind, Callable[[Path, Path, Path, ModelManifest], None]] = {
+    "fp32-opt": _optimized,
+    "int8-dynamic": _dynamic_int8,
+    "int8-static": _static_int8,
+    "fp16": _fp16,
+    "torchscript": _frozen_torchscript,
+}
+
+
+def write_variants(path: Path, outcomes: list[Outcome]) -> None:
+    """Add or update the kept variants' entries in ``model.yaml`` and drop the left-out ones, keeping the file's
+    comments and layout (a re-run with the same result leaves it byte for byte unchanged)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+    yaml = YAML()
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 120
+    document: Any = yaml.load(path)
+    variants = document["variants"]
+    dropped = {outcome.name for outcome in outcomes if not outcome.kept}
+    for entry in [v for v in variants if v["name"] in dropped]:
+        variants.remove(entry)
+    versions = [v.get("version") or i for i, v in enumerate(variants, start=1)]
+    for outcome in (o for o in outcomes if o.kept):
+        existing = next((v for v in variants if v["name"] == outcome.name), None)
+        entry = existing if existing is not None else CommentedMap()
+        if existing is None:
+            entry["name"] = outcome.name
+            entry["version"] = max(versions, default=0) + 1
+            versions.append(entry["version"])
+            variants.append(entry)
+        entry["file"] = outcome.file
+        entry["runtime"] = "torchscript" if outcome.kind == "torchscript" else "onnx"
+        entry["precision"] = PRECISION[outcome.kind]
+        entry["description"] = DESCRIPTION[outcome.kind]
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".yaml", delete=False) as staged:
+        yaml.dump(document, staged)
+    _replace_if_valid(Path(staged.name), path)
+
+
+def _replace_if_valid(staged: Path, path: Path) -> None:
+    """Move the rewritten manifest into place only if it still validates."""
+    try:
+        ModelManifest.model_validate(yaml.safe_load(staged.read_text()))
+        staged.replace(path)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _summary(quality: Quality) -> str:
+    if quality.agreement is not None:
+        return f"top-1 agreement {quality.agreement:.4f}, max |error| {quality.max_abs_error:.3g}"
+    return f"cosine min {quality.cosine_min:.4f} mean {quality.cosine_mean:.4f}"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

@@ -1,0 +1,123 @@
+"""How good a variant's answers are: against the true labels (classifiers) and against the reference variant.
+
+One place for the figures that ``servometer optimize`` checks, the variant report shows, ``fastest_within`` routes
+on, and shadow traffic exports.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from app.repository.manifest import EvaluationSpec, ModelManifest
+
+
+class Quality(BaseModel):
+    """Quality of one variant's outputs on the evaluation set. Fields that do not apply to the task are None."""
+
+    samples: int
+    max_abs_error: float
+    """Largest absolute difference from the reference's output, over every element."""
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    agreement: float | None = None
+    """Classification: share of samples whose top-1 answer equals the reference's."""
+    cosine_mean: float | None = None
+    cosine_min: float | None = None
+
+    def loss_against(self, reference: "Quality") -> float:
+        """What this variant gives up against the reference: accuracy points, or 1 - mean cosine."""
+        if self.accuracy is not None and reference.accuracy is not None:
+            return reference.accuracy - self.accuracy
+        return 1.0 - (self.cosine_mean if self.cosine_mean is not None else 1.0)
+
+    def passes(self, spec: EvaluationSpec) -> bool:
+        """Whether ``servometer optimize`` keeps the variant: close enough to the reference's answers."""
+        if spec.task == "classification":
+            return (self.agreement or 0.0) >= spec.min_agreement
+        return (self.cosine_min if self.cosine_min is not None else -1.0) >= spec.min_cosine
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None
+
+    @property
+    def samples(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+
+def load_evaluation(folder: Path, manifest: ModelManifest) -> EvaluationSet:
+    spec = manifest.evaluation
+    if spec is None:
+        raise ValueError(f"model '{manifest.name}' has no 'evaluation' block in its model.yaml")
+    return EvaluationSet(
+        _inputs(folder / spec.data, manifest, spec, spec.max_samples),
+        None if spec.labels is None else _array(folder / spec.data, spec.labels)[: spec.max_samples],
+    )
+
+
+def load_calibration(folder: Path, manifest: ModelManifest) -> list[dict[str, np.ndarray]]:
+    """Calibration batches of 32 samples, for static quantization."""
+    spec = manifest.evaluation
+    if spec is None or spec.calibration is None:
+        raise ValueError(f"model '{manifest.name}' names no 'evaluation.calibration' data for static quantization")
+    inputs = _inputs(folder / spec.calibration, manifest, spec, None)
+    count = len(next(iter(inputs.values())))
+    return [{name: array[i : i + 32] for name, array in inputs.items()} for i in range(0, count, 32)]
+
+
+def _inputs(path: Path, manifest: ModelManifest, spec: EvaluationSpec, limit: int | None) -> dict[str, np.ndarray]:
+    return {tensor.name: _array(path, spec.inputs.get(tensor.name, tensor.name))[:limit] for tensor in manifest.inputs}
+
+
+def _array(path: Path, name: str) -> np.ndarray:
+    with np.load(path) as data:
+        if name not in data:
+            raise ValueError(f"{path} has no array '{name}' (it has {sorted(data.files)})")
+        array: np.ndarray = data[name]
+    return array
+
+
+def measure(spec: EvaluationSpec, output: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> Quality:
+    output, reference = output.astype(np.float64), reference.astype(np.float64)
+    max_abs_error = float(np.max(np.abs(output - reference))) if output.size else 0.0
+    if spec.task == "classification":
+        predicted, expected = output.argmax(axis=1), reference.argmax(axis=1)
+        assert labels is not None  # checked by EvaluationSpec
+        return Quality(
+            samples=len(output),
+            max_abs_error=max_abs_error,
+            accuracy=float(np.mean(predicted == labels)),
+            macro_f1=macro_f1(labels, predicted),
+            agreement=float(np.mean(predicted == expected)),
+        )
+    cosines = cosine(output, reference)
+    return Quality(
+        samples=len(output),
+        max_abs_error=max_abs_error,
+        cosine_mean=float(cosines.mean()),
+        cosine_min=float(cosines.min()),
+    )
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row cosine similarity."""
+    flat_a, flat_b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    norms = np.linalg.norm(flat_a, axis=1) * np.linalg.norm(flat_b, axis=1)
+    result: np.ndarray = np.sum(flat_a * flat_b, axis=1) / np.where(norms == 0, 1.0, norms)
+    return result
+
+
+def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """The unweighted mean of each class's F1 over the classes present in the labels."""
+    scores = []
+    for cls in np.unique(labels):
+        true_positive = np.sum((predicted == cls) & (labels == cls))
+        precision_base, recall_base = np.sum(predicted == cls), np.sum(labels == cls)
+        precision = true_positive / precision_base if precision_base else 0.0
+        recall = true_positive / recall_base
+        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return float(np.mean(scores))

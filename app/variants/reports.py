@@ -1,0 +1,71 @@
+"""Variant reports in the running server: built off the event loop, one build per model at a time, kept by key,
+exported as metrics, and read by the ``fastest_within`` routing policy."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+from app.errors import InvalidRequest
+from app.repository.registry import Registry, VariantState
+from app.runtimes.base import RuntimeOptions
+from app.telemetry.metrics import Metrics
+from app.variants.report import ModelReport, ReportStore, build_report, report_key
+
+log = logging.getLogger(__name__)
+
+
+class VariantReports:
+    def __init__(
+        self, registry: Registry, metrics: Metrics, options: RuntimeOptions, price_per_hour: float, directory: Path
+    ) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        self.options = options
+        self.price_per_hour = price_per_hour
+        self.store = ReportStore(directory)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def get(self, model: str) -> ModelReport:
+        """The model's current report, measured now if no stored one matches its files."""
+        entry = self.registry.get(model)
+        manifest = entry.manifest
+        if manifest is None or manifest.evaluation is None:
+            raise InvalidRequest(
+                f"model '{model}' has no 'evaluation' block in its model.yaml: the variant report needs an "
+                "evaluation set to measure quality on"
+            )
+        folder = self.registry.root / model
+        ready = [v.name for v in entry.variants.values() if v.state is VariantState.READY]
+        if manifest.reference not in ready:
+            raise InvalidRequest(f"model '{model}': the reference variant '{manifest.reference}' is not ready")
+        async with self._locks.setdefault(model, asyncio.Lock()):
+            key = await asyncio.to_thread(report_key, folder, manifest, self.price_per_hour)
+            report = self.store.get(model, key)
+            if report is None:
+                log.info("measuring the variants of '%s' for its report", model)
+                report = await asyncio.to_thread(
+                    build_report, folder, manifest, self.options, self.price_per_hour, ready
+                )
+                self.store.put(report)
+            self.metrics.set_report(report)
+        return report
+
+    def latest(self, model: str) -> ModelReport | None:
+        return self.store.latest(model)
+
+    def build_in_background(self, models: list[str]) -> None:
+        for model in models:
+            task = asyncio.get_running_loop().create_task(self._build_quietly(model))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _build_quietly(self, model: str) -> None:
+        try:
+            await self.get(model)
+        except Exception:  # a report is never a reason for serving to stop
+            log.exception("the variant report of '%s' could not be built", model)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
