@@ -22,6 +22,7 @@ bench: install-dev
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "bench needs wrk (Debian package wrk)" >&2; exit 1; }
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.cache
+	$(BIN)/python -m bench.variants
 
 lint:
 	$(BIN)/ruff check .

@@ -24,11 +24,13 @@ def plot_png(report: ModelReport) -> bytes:
     largest = report.variants[0].max_batch.batch
     titles = ("batch 1: median latency", f"batch {largest}: median latency per sample")
     for axis, title in zip(axes, titles, strict=True):
-        for variant in report.variants:
+        for index, variant in enumerate(report.variants):
             quality = variant.quality.accuracy if classification else variant.quality.cosine_mean
             latency = variant.batch_1.p50_s if axis is axes[0] else variant.max_batch.p50_s / largest
             axis.scatter(latency * 1e3, quality, s=60, zorder=3)
-            axis.annotate(variant.name, (latency * 1e3, quality), textcoords="offset points", xytext=(6, 4))
+            # Variants often share a point (same quality, near-equal speed): stagger the labels so all stay legible.
+            offset = (6, 4 + 11 * (index % 4 - 1))
+            axis.annotate(variant.name, (latency * 1e3, quality), textcoords="offset points", xytext=offset)
         axis.set_title(title)
         axis.set_xlabel("milliseconds (lower is faster)")
         axis.grid(True, alpha=0.3)
