@@ -6,6 +6,7 @@ Flags override ``SERVOMETER_*`` environment variables, which override the defaul
 import argparse
 import contextlib
 import copy
+import math
 import os
 import shutil
 import sys
@@ -21,6 +22,7 @@ from app.config import Settings, runtime_options
 from app.repository.builder import build_models
 from app.repository.manifest import ManifestError, load_manifest
 from app.runtimes.base import RuntimeLoadError
+from app.shutdown import DrainingServer
 from app.variants.optimize import KINDS, Kind
 
 # CLI flag -> settings field. Flags are exported as SERVOMETER_* so every uvicorn worker builds the same Settings.
@@ -161,7 +163,7 @@ def _metrics_directory(workers: int) -> Iterator[None]:
 
 
 def _run(settings: Settings) -> None:
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:create_app",
         factory=True,
         host=settings.host,
@@ -174,7 +176,21 @@ def _run(settings: Settings) -> None:
         proxy_headers=False,
         server_header=False,
         date_header=False,
+        # The batchers answer everything admitted within drain_timeout_s of SIGTERM (503 for what they could not
+        # run); uvicorn waits a little longer for those answers to be written before it cuts connections.
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s) + 2,
     )
+    if settings.workers > 1:
+        uvicorn.run(config.app, **{k: getattr(config, k) for k in _RUN_OPTIONS})
+        return
+    DrainingServer(config, settings.drain_timeout_s).run()
+
+
+# uvicorn.run's own options for the multi-worker path, whose supervisor process forwards signals to the workers.
+_RUN_OPTIONS = (
+    "factory", "host", "port", "workers", "log_level", "log_config", "access_log", "proxy_headers",
+    "server_header", "date_header", "timeout_graceful_shutdown",
+)  # fmt: skip
 
 
 def log_config(level: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 
-from app import __version__
+from app import __version__, shutdown
 from app.api import router
 from app.api.errors import install_error_handlers
 from app.api.infer import InferenceEndpoint, Receive, Scope, Send, match_infer
@@ -53,16 +53,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loading = asyncio.create_task(_load(registry, service, reports, settings))
         gpus.start()
         flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S))
+        forget_drain = shutdown.on_drain(lambda: service.begin_drain(shutdown.remaining(settings.drain_timeout_s)))
         try:
             yield
         finally:
+            forget_drain()
             loading.cancel()
             flushing.cancel()
             await gpus.close()
             metrics.close()
             inference.disconnects.close()
             await reports.close()
-            await service.close(settings.drain_timeout_s)
+            await service.close(shutdown.remaining(settings.drain_timeout_s))
             if cache is not None:
                 await cache.close()
             registry.close()

@@ -55,9 +55,13 @@ class InferenceService:
         self._flights = SingleFlight()
         self._serving: dict[tuple[str, str], _Serving] = {}
         self.started = False
+        self.draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Give every loaded variant its batcher; call from the event loop once the registry has loaded."""
+        self._loop = asyncio.get_running_loop()
         for variant in self.registry.variants():
             if variant.state is VariantState.READY and variant.runtime is not None:
                 label = f"model '{variant.model_name}' variant '{variant.name}'"
@@ -70,14 +74,32 @@ class InferenceService:
                 )
         self.started = True
 
+    def begin_drain(self, timeout_s: float) -> None:
+        """Shutting down (called from the signal handler, so it only schedules): readiness turns false, and the
+        batchers finish what is queued within ``timeout_s`` and answer the rest 503, before uvicorn's own deadline
+        would cut the connections."""
+        self.draining = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._close_once, timeout_s)
+
+    def _close_once(self, timeout: float) -> asyncio.Task[None]:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close_batchers(timeout))
+        return self._closing
+
     def not_ready_reasons(self) -> list[str]:
         """Why the server is not ready; empty when it is."""
+        if self.draining:
+            return ["the server is shutting down"]
         if not self.started:
             return ["models are still loading"]
         return self.registry.required_failures()
 
     async def close(self, timeout: float) -> None:
         """Finish what is queued (up to ``timeout`` seconds) and stop every batcher."""
+        await self._close_once(timeout)
+
+    async def _close_batchers(self, timeout: float) -> None:
         await self.shadows.close()
         await asyncio.gather(*(serving.batcher.close(timeout) for serving in self._serving.values()))
 

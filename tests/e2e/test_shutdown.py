@@ -1,0 +1,79 @@
+"""SIGTERM under load: readiness turns false, no new request is admitted, every admitted one is answered (200, or
+503 once the drain deadline passes: never a reset or a hang), and the process exits 0."""
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.deploy.stack import slow_request, write_slow_model
+from tests.helpers import free_port, wait_ready
+
+LENGTH = 1500  # about 30 ms a call on one thread
+
+
+@pytest.fixture
+def repository(tmp_path):
+    write_slow_model(tmp_path / "models" / "slow", latency_objective_s=1.0)
+    return tmp_path / "models"
+
+
+def _start(repository, log, drain_s: float) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {"SERVOMETER_DRAIN_TIMEOUT_S": str(drain_s), "SERVOMETER_ONNX_INTRA_OP_THREADS": "1"}
+    command = [sys.executable, "-m", "app", "serve", "--no-build", "--models", str(repository), "--port", str(port)]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **env})
+    address = f"127.0.0.1:{port}"
+    wait_ready(address, process, log)
+    return process, address
+
+
+def _send(address: str) -> httpx.Response:
+    with httpx.Client(timeout=60) as client:
+        return client.post(f"http://{address}/v2/models/slow/infer", json=slow_request(LENGTH))
+
+
+def _load(process: subprocess.Popen[bytes], address: str, requests: int, drain_s: float):
+    with concurrent.futures.ThreadPoolExecutor(requests) as pool:
+        futures = [pool.submit(_send, address) for _ in range(requests)]
+        time.sleep(0.5)  # all admitted and queued behind the one instance
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        # Readiness is false from the signal on, and within moments no new connection is accepted at all.
+        while True:
+            try:
+                assert httpx.get(f"http://{address}/v2/health/ready", timeout=2).status_code == 503
+            except httpx.ConnectError:
+                break
+            assert time.monotonic() - signalled < 2
+            time.sleep(0.01)
+        answers = [future.result(timeout=drain_s + 30) for future in futures]
+    return answers, process.wait(timeout=drain_s + 30), time.monotonic() - signalled
+
+
+def test_sigterm_lets_every_admitted_request_finish_and_exits_zero(repository, tmp_path):
+    process, address = _start(repository, tmp_path / "server.log", drain_s=20)
+    answers, code, took = _load(process, address, 24, 20)
+    assert [answer.status_code for answer in answers] == [200] * 24
+    expected = float(np.float32(0.01) ** 4 * LENGTH**3)
+    assert all(answer.json()["outputs"][0]["data"][0] == pytest.approx(expected, rel=1e-3) for answer in answers)
+    assert code == 0, (tmp_path / "server.log").read_text()[-2000:]
+    assert took < 20
+
+
+def test_work_left_at_the_drain_deadline_is_answered_503_not_dropped(repository, tmp_path):
+    process, address = _start(repository, tmp_path / "server.log", drain_s=1)
+    answers, code, took = _load(process, address, 96, 1)  # about 2.5 s of work left for a 1 s deadline
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) == {200, 503}, statuses
+    refused = next(answer for answer in answers if answer.status_code == 503)
+    assert "shut down before this request ran" in refused.json()["error"]
+    assert code == 0
+    assert took < 1 + 5
