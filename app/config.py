@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.runtimes.base import RuntimeOptions
 
+MIN_KEY_LENGTH = 16
+
 MIB = 1024 * 1024
 # Inference spans sub-millisecond cache hits to multi-second batches of a large model; the fine steps around
 # 1-5 ms are where batches and cache hits of small models land.
@@ -95,6 +97,27 @@ class Settings(BaseSettings):
     """Where variant reports are kept between restarts; ``<models>/.reports`` when unset. Not writable: memory only."""
     report_at_load: bool = False
     """Measure every model's variant report in the background once loaded (always done for ``fastest_within``)."""
+
+    api_keys: list[str] = Field(default_factory=list)
+    """Keys that may call inference and model routes (``Authorization: Bearer <key>``); empty: open. JSON list."""
+    management_api_key: str | None = None
+    """Enables the model repository API (``/v2/repository/...``: index, load, unload) behind this key; unset: off."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed to call the API (CORS); empty: none. JSON list."""
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_keys(cls, keys: list[str]) -> list[str]:
+        if any(len(key) < MIN_KEY_LENGTH for key in keys):
+            raise ValueError(f"API keys must be at least {MIN_KEY_LENGTH} characters (128 bits of randomness)")
+        return keys
+
+    @field_validator("management_api_key")
+    @classmethod
+    def _long_management_key(cls, key: str | None) -> str | None:
+        if key is not None and len(key) < MIN_KEY_LENGTH:
+            raise ValueError(f"the management API key must be at least {MIN_KEY_LENGTH} characters")
+        return key
 
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On shutdown, how long queued and running requests get to finish before they are failed."""

@@ -13,19 +13,23 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from app import __version__, shutdown
 from app.api import router
 from app.api.errors import install_error_handlers
 from app.api.infer import InferenceEndpoint, Receive, Scope, Send, match_infer
 from app.api.openapi import install_openapi
+from app.api.security import KeyCheck, refuse, with_security_headers
 from app.cache.setup import build_cache
 from app.config import Settings, runtime_options
 from app.context import AppContext
-from app.repository.registry import Registry, VariantState
+from app.repository.registry import Registry
 from app.routing.router import Router
 from app.routing.shadow import Shadows
 from app.service import InferenceService
+from app.telemetry.describe import describe
 from app.telemetry.gpu import GpuSampler, load_nvml
 from app.telemetry.metrics import Metrics
 from app.variants.reports import VariantReports
@@ -71,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = ServometerApp(
         inference,
+        KeyCheck(settings.api_keys, settings.management_api_key),
+        settings.cors_origins,
         title="Servometer",
         version=__version__,
         description="Open Inference Protocol (KServe v2) gateway with built-in performance telemetry.",
@@ -84,16 +90,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 class ServometerApp(FastAPI):
-    """FastAPI for every route but inference, which :class:`InferenceEndpoint` answers before FastAPI's stack."""
+    """FastAPI for every route but inference, which :class:`InferenceEndpoint` answers before FastAPI's stack.
+    API keys are checked here, before either."""
 
-    def __init__(self, inference: InferenceEndpoint, **options: Any) -> None:
+    def __init__(self, inference: InferenceEndpoint, keys: KeyCheck, cors_origins: list[str], **options: Any) -> None:
         super().__init__(**options)
         self.inference = inference
+        self.keys = keys
+        # CORS outermost, so a browser's preflight is answered before any key is asked for; off unless configured.
+        self._entry: ASGIApp = self._dispatch
+        if cors_origins:
+            self._entry = CORSMiddleware(
+                self._dispatch, allow_origins=cors_origins, allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "inference-header-content-length"],
+            )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (self.keys.enabled or scope["path"].startswith("/v2/repository")):
+            refusal = self.keys.refusal(scope)
+            if refusal is not None:
+                await refuse(send, *refusal)
+                return
         match = match_infer(scope)
         if match is None:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, with_security_headers(send) if scope["type"] == "http" else send)
         else:
             await self.inference(match, scope, receive, send)
 
@@ -111,7 +134,7 @@ async def _flush_every(metrics: Metrics, interval_s: float) -> None:
 
 async def _load(registry: Registry, service: InferenceService, reports: VariantReports, settings: Settings) -> None:
     await anyio.to_thread.run_sync(registry.load_all)
-    describe(registry, service, settings)
+    describe(registry.models(), service, settings)
     service.start()
     reports.build_in_background(
         [
@@ -126,41 +149,3 @@ async def _load(registry: Registry, service: InferenceService, reports: VariantR
     # walked by every full garbage collection, which otherwise stalls all requests for tens of milliseconds.
     gc.freeze()
     log.info("model repository loaded: %s", ", ".join(e.name for e in registry.models()) or "no models")
-
-
-def describe(registry: Registry, service: InferenceService, settings: Settings) -> None:
-    """Export what is known once models are loaded: readiness, info, load time, prices, cost rates, objectives,
-    and zeroed cache series."""
-    metrics = service.metrics
-    metrics.set_prices(settings.price_per_hour, settings.gpu_price_per_hour)
-    for entry in registry.models():
-        if entry.manifest is not None:
-            if service.cache is not None and entry.manifest.cache.enabled:
-                service.cache.metrics.register_model(entry.name)
-            objectives = entry.manifest.objectives
-            metrics.set_objectives(
-                entry.name,
-                objectives.latency_p99_s,
-                objectives.error_ratio,
-                objectives.cost_per_1k_inferences,
-                objectives.min_throughput,
-            )
-    for variant in registry.variants():
-        runtime = variant.runtime if variant.state is VariantState.READY else None
-        metrics.register_variant(variant.model_name, variant.name, runtime is not None)
-        if runtime is None:
-            continue
-        device = runtime.device
-        metrics.describe_variant(
-            variant.model_name,
-            variant.name,
-            runtime=runtime.platform,
-            precision=variant.spec.precision,
-            device=device,
-            digest=variant.digest,
-            load_seconds=variant.load_seconds,
-        )
-        bound = metrics.for_variant(variant.model_name, variant.name)
-        bound.on_gpu = device.startswith("cuda")
-        gpu = settings.gpu_price_per_hour if bound.on_gpu else 0.0
-        bound.dollars_per_compute_second = (settings.price_per_hour + gpu) / 3600

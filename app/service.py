@@ -13,7 +13,7 @@ from app.cache.key import cache_key
 from app.cache.single_flight import SingleFlight
 from app.errors import ClientGone, InvalidRequest, ModelFailed, Unavailable
 from app.protocol.codec import DecodedRequest, wants_binary
-from app.repository.registry import Registry, Variant, VariantState
+from app.repository.registry import ModelEntry, Registry, Variant, VariantState
 from app.routing.router import Router
 from app.routing.shadow import Shadows
 from app.telemetry.metrics import Metrics, VariantMetrics
@@ -62,7 +62,12 @@ class InferenceService:
     def start(self) -> None:
         """Give every loaded variant its batcher; call from the event loop once the registry has loaded."""
         self._loop = asyncio.get_running_loop()
-        for variant in self.registry.variants():
+        for entry in self.registry.models():
+            self._serve(entry)
+        self.started = True
+
+    def _serve(self, entry: ModelEntry) -> None:
+        for variant in entry.variants.values():
             if variant.state is VariantState.READY and variant.runtime is not None:
                 label = f"model '{variant.model_name}' variant '{variant.name}'"
                 metrics = self.metrics.for_variant(variant.model_name, variant.name)
@@ -72,7 +77,41 @@ class InferenceService:
                 self._serving[(variant.model_name, variant.name)] = _Serving(
                     batcher, RequestCheck(variant.manifest), outputs, metrics
                 )
-        self.started = True
+
+    async def load_model(self, name: str, drain_timeout: float) -> ModelEntry:
+        """Load (or reload) a model from its repository folder. If it fails, the loaded version keeps serving."""
+        entry, previous = await asyncio.to_thread(self.registry.reload, name)
+        failure = entry.error if entry.manifest is None else ""
+        if entry.manifest is not None:
+            default = entry.variants[entry.manifest.default]
+            if default.state is not VariantState.READY:
+                failure = f"default variant '{default.name}': {default.reason}"
+        if failure:
+            await asyncio.to_thread(Registry.close_entry, entry)
+            kept = " the loaded version keeps serving" if previous is not None else ""
+            raise Unavailable(f"model '{name}' did not load:{kept} {failure}")
+        retired = self._retire(name)
+        self.registry.install(entry)
+        self._serve(entry)
+        await self._close_retired(retired, previous, drain_timeout)
+        return entry
+
+    async def unload_model(self, name: str, drain_timeout: float) -> ModelEntry:
+        """Stop serving a model: what is queued for it finishes (up to ``drain_timeout``), then it is closed."""
+        entry = self.registry.remove(name)
+        await self._close_retired(self._retire(name), entry, drain_timeout)
+        for variant in entry.variants.values():
+            self.metrics.register_variant(name, variant.name, False)
+        return entry
+
+    def _retire(self, model: str) -> list[_Serving]:
+        keys = [key for key in self._serving if key[0] == model]
+        return [self._serving.pop(key) for key in keys]
+
+    async def _close_retired(self, retired: list[_Serving], entry: ModelEntry | None, timeout: float) -> None:
+        await asyncio.gather(*(serving.batcher.close(timeout) for serving in retired))
+        if entry is not None:
+            await asyncio.to_thread(Registry.close_entry, entry)
 
     def begin_drain(self, timeout_s: float) -> None:
         """Shutting down (called from the signal handler, so it only schedules): readiness turns false, and the

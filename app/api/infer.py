@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.api.errors import error_body
+from app.api.security import SECURITY_HEADERS
 from app.context import AppContext
 from app.errors import InvalidRequest, PayloadTooLarge, ServingError, UnsupportedEncoding
 from app.protocol import compression
@@ -50,6 +51,7 @@ class InferenceEndpoint:
         status, response_headers, body = await self.respond(match[1], match[2], headers, receive)
         raw_headers = [(name.encode(), value.encode()) for name, value in response_headers.items()]
         raw_headers.append((b"content-length", str(len(body)).encode()))
+        raw_headers.extend(SECURITY_HEADERS)
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -13,7 +13,15 @@ from enum import StrEnum
 from pathlib import Path
 
 from app.errors import NotFound, Unavailable
-from app.repository.manifest import MANIFEST_FILE, ManifestError, ModelManifest, TensorSpec, VariantSpec, load_manifest
+from app.repository.manifest import (
+    MANIFEST_FILE,
+    NAME_PATTERN,
+    ManifestError,
+    ModelManifest,
+    TensorSpec,
+    VariantSpec,
+    load_manifest,
+)
 from app.runtimes.base import Runtime, RuntimeLoadError, RuntimeOptions, TensorInfo
 from app.runtimes.loader import load_runtime
 
@@ -78,17 +86,36 @@ class Registry:
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
         for folder in sorted(path.parent for path in self.root.glob(f"*/{MANIFEST_FILE}")):
-            try:
-                manifest = load_manifest(folder)
-            except ManifestError as exc:
-                log.error("model '%s' is unavailable: %s", folder.name, exc)
-                self._models[folder.name] = ModelEntry(folder.name, None, str(exc))
-                continue
-            versions = manifest.versions()
-            entry = ModelEntry(manifest.name, manifest)
-            for spec in manifest.variants:
-                entry.variants[spec.name] = Variant(manifest, spec, versions[spec.name], folder / spec.file)
-            self._models[manifest.name] = entry
+            self._models[folder.name] = _read(folder)
+
+    def reload(self, name: str) -> tuple[ModelEntry, ModelEntry | None]:
+        """Read one model's folder again and load its variants: ``(new entry, the entry it replaces)``. Blocking.
+
+        ``name`` is only ever a folder directly inside the repository: no path, no link out of it, no URL.
+        """
+        folder = self.root / name
+        inside = folder.resolve().parent == self.root.resolve() and not folder.is_symlink()
+        if not NAME_PATTERN.fullmatch(name) or not inside or not (folder / MANIFEST_FILE).is_file():
+            raise NotFound(f"the model repository has no model folder '{name}'")
+        entry = _read(folder)
+        for variant in entry.variants.values():
+            self._load(variant)
+        return entry, self._models.get(name)
+
+    def install(self, entry: ModelEntry) -> None:
+        self._models[entry.name] = entry
+
+    def remove(self, name: str) -> ModelEntry:
+        """Forget a model (its runtimes are closed by :meth:`close_entry` once nothing uses them)."""
+        return self._models.pop(self.get(name).name)
+
+    @staticmethod
+    def close_entry(entry: ModelEntry) -> None:
+        for variant in entry.variants.values():
+            if variant.runtime is not None:
+                variant.runtime.close()
+                variant.runtime = None
+            variant.state, variant.reason = VariantState.UNAVAILABLE, "unloaded"
 
     def load_all(self) -> None:
         """Load every variant's runtime. Blocking: run it off the event loop."""
@@ -150,10 +177,21 @@ class Registry:
         return reasons
 
     def close(self) -> None:
-        for variant in self.variants():
-            if variant.runtime is not None:
-                variant.runtime.close()
-                variant.runtime = None
+        for entry in self._models.values():
+            self.close_entry(entry)
+
+
+def _read(folder: Path) -> ModelEntry:
+    try:
+        manifest = load_manifest(folder)
+    except ManifestError as exc:
+        log.error("model '%s' is unavailable: %s", folder.name, exc)
+        return ModelEntry(folder.name, None, str(exc))
+    versions = manifest.versions()
+    entry = ModelEntry(manifest.name, manifest)
+    for spec in manifest.variants:
+        entry.variants[spec.name] = Variant(manifest, spec, versions[spec.name], folder / spec.file)
+    return entry
 
 
 def tensor_info(spec: TensorSpec) -> TensorInfo:

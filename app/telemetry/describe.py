@@ -1,0 +1,44 @@
+"""What the metrics say about loaded models once they are loaded (or reloaded through the management API):
+readiness, info, load time, prices, cost rates, objectives, and zeroed cache series."""
+
+from collections.abc import Iterable
+
+from app.config import Settings
+from app.repository.registry import ModelEntry, VariantState
+from app.service import InferenceService
+
+
+def describe(entries: Iterable[ModelEntry], service: InferenceService, settings: Settings) -> None:
+    metrics = service.metrics
+    metrics.set_prices(settings.price_per_hour, settings.gpu_price_per_hour)
+    for entry in entries:
+        if entry.manifest is not None:
+            if service.cache is not None and entry.manifest.cache.enabled:
+                service.cache.metrics.register_model(entry.name)
+            objectives = entry.manifest.objectives
+            metrics.set_objectives(
+                entry.name,
+                objectives.latency_p99_s,
+                objectives.error_ratio,
+                objectives.cost_per_1k_inferences,
+                objectives.min_throughput,
+            )
+        for variant in entry.variants.values():
+            runtime = variant.runtime if variant.state is VariantState.READY else None
+            metrics.register_variant(variant.model_name, variant.name, runtime is not None)
+            if runtime is None:
+                continue
+            device = runtime.device
+            metrics.describe_variant(
+                variant.model_name,
+                variant.name,
+                runtime=runtime.platform,
+                precision=variant.spec.precision,
+                device=device,
+                digest=variant.digest,
+                load_seconds=variant.load_seconds,
+            )
+            bound = metrics.for_variant(variant.model_name, variant.name)
+            bound.on_gpu = device.startswith("cuda")
+            gpu = settings.gpu_price_per_hour if bound.on_gpu else 0.0
+            bound.dollars_per_compute_second = (settings.price_per_hour + gpu) / 3600

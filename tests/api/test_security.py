@@ -1,0 +1,118 @@
+"""API keys, the management API (off by default, its own key when on), CORS and security headers."""
+
+import shutil
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from app.config import Settings
+from tests.api.conftest import async_app
+from tests.helpers import copy_model
+
+KEY = "inference-key-0123456789abcdef"
+ADMIN = "management-key-0123456789abcdef"
+IMAGE = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": [0.0] * 64}]}
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def repository(tmp_path, demo_models):
+    copy_model("digits", tmp_path / "models")
+    return tmp_path / "models"
+
+
+async def test_without_keys_everything_is_open_but_the_management_api_is_off(repository):
+    async with async_app(repository) as (_, client):
+        response = await client.post("/v2/models/digits/infer", json=IMAGE)
+        assert response.status_code == 200
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert (await client.get("/v2/models/digits")).headers["x-frame-options"] == "DENY"
+        off = await client.post("/v2/repository/index", headers=_bearer(ADMIN))
+        assert off.status_code == 404
+        assert "management API is off" in off.json()["error"]
+
+
+async def test_with_keys_every_model_route_needs_one_and_probes_stay_open(repository):
+    async with async_app(repository, api_keys=[KEY]) as (_, client):
+        # Every route the OpenAPI document lists under /v2/models, inference included.
+        documented = (await client.get("/openapi.json")).json()["paths"]
+        routes = [(path, verb) for path, item in documented.items() if path.startswith("/v2/models") for verb in item]
+        assert len(routes) >= 12
+        for template, verb in routes:
+            path = template.replace("{model}", "digits").replace("{version}", "1")
+            method = client.post if verb == "post" else client.get
+            refused = await method(path)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            assert (await method(path, headers=_bearer(KEY + "x"))).status_code == 401, path
+        allowed = await client.post("/v2/models/digits/infer", json=IMAGE, headers=_bearer(KEY))
+        assert allowed.status_code == 200
+        assert (await client.get("/v2/models/digits", headers=_bearer(KEY))).status_code == 200
+        for open_path in ("/v2/health/live", "/v2/health/ready", "/v2", "/metrics"):
+            assert (await client.get(open_path)).status_code == 200, open_path
+
+
+async def test_the_management_api_needs_its_own_key_and_loads_only_repository_folders(repository, demo_models):
+    async with async_app(repository, api_keys=[KEY], management_api_key=ADMIN) as (_, client):
+        assert (await client.post("/v2/repository/index")).status_code == 401
+        assert (await client.post("/v2/repository/index", headers=_bearer(KEY))).status_code == 403
+        index = (await client.post("/v2/repository/index", headers=_bearer(ADMIN))).json()
+        assert {"name": "digits", "version": "1", "state": "READY", "reason": ""} in index
+
+        copy_model("minilm", repository)  # a model added to the repository after start
+        assert (await client.get("/v2/models/minilm", headers=_bearer(KEY))).status_code == 404
+        loaded = await client.post("/v2/repository/models/minilm/load", headers=_bearer(ADMIN))
+        assert loaded.status_code == 200, loaded.text
+        assert (await client.get("/v2/models/minilm/ready", headers=_bearer(KEY))).status_code == 200
+
+        for name in ("..", "%2e%2e", "digits%2f..", "nope"):
+            refused = await client.post(f"/v2/repository/models/{name}/load", headers=_bearer(ADMIN))
+            assert refused.status_code == 404, name
+
+        manifest = repository / "digits" / "model.yaml"
+        good = manifest.read_text()
+        manifest.write_text(good.replace("datatype: FP32\n", "datatype: FP99\n", 1))
+        failed = await client.post("/v2/repository/models/digits/load", headers=_bearer(ADMIN))
+        assert failed.status_code == 503
+        assert "keeps serving" in failed.json()["error"]
+        assert (await client.post("/v2/models/digits/infer", json=IMAGE, headers=_bearer(KEY))).status_code == 200
+
+        unloaded = await client.post("/v2/repository/models/minilm/unload", headers=_bearer(ADMIN))
+        assert unloaded.status_code == 200
+        assert (await client.get("/v2/models/minilm", headers=_bearer(KEY))).status_code == 404
+
+
+async def test_a_symlinked_folder_pointing_outside_the_repository_is_not_loaded(repository, tmp_path):
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(repository / "digits", outside / "evil")
+    manifest = yaml.safe_load((outside / "evil" / "model.yaml").read_text())
+    manifest["name"] = "evil"
+    (outside / "evil" / "model.yaml").write_text(yaml.safe_dump(manifest))
+    (repository / "evil").symlink_to(outside / "evil")
+    async with async_app(repository, management_api_key=ADMIN) as (_, client):
+        refused = await client.post("/v2/repository/models/evil/load", headers=_bearer(ADMIN))
+        assert refused.status_code == 404
+
+
+async def test_cors_is_off_by_default_and_answers_preflights_for_configured_origins(repository):
+    preflight = {"origin": "https://app.example", "access-control-request-method": "POST"}
+    async with async_app(repository) as (_, client):
+        response = await client.options("/v2/models/digits/infer", headers=preflight)
+        assert "access-control-allow-origin" not in response.headers
+    async with async_app(repository, api_keys=[KEY], cors_origins=["https://app.example"]) as (_, client):
+        response = await client.options("/v2/models/digits/infer", headers=preflight)
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "https://app.example"
+        other = await client.options("/v2/models/digits/infer", headers={**preflight, "origin": "https://evil"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_short_keys_are_refused_at_start():
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings(api_keys=["short"])
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings(management_api_key="short")
