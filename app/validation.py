@@ -1,5 +1,7 @@
 """Check a decoded request against the model's declared inputs and outputs before it reaches a model."""
 
+import numpy as np
+
 from app.errors import InvalidRequest
 from app.protocol.codec import DecodedRequest
 from app.repository.manifest import ModelManifest
@@ -11,6 +13,7 @@ class RequestCheck:
     def __init__(self, manifest: ModelManifest) -> None:
         self.model = manifest.name
         self._inputs = {spec.name: (spec.datatype, spec.shape, spec.bounds()) for spec in manifest.inputs}
+        self._finite = [spec.name for spec in manifest.inputs if spec.finite_only and spec.datatype.startswith("FP")]
         self._outputs = [spec.name for spec in manifest.outputs]
         self._max_batch = manifest.batching.max_batch_size if manifest.batching.enabled else 0
 
@@ -40,10 +43,21 @@ class RequestCheck:
                 raise InvalidRequest(
                     f"batch size {batch} exceeds model '{self.model}' max_batch_size {self._max_batch}"
                 )
+        if self._finite:
+            self._check_finite(request)
         for output in request.outputs or ():
             if output.name not in self._outputs:
                 raise InvalidRequest(
                     f"model '{self.model}' has no output '{output.name}'; its outputs are {self._outputs}"
+                )
+
+    def _check_finite(self, request: DecodedRequest) -> None:
+        for tensor in request.inputs:
+            if tensor.name in self._finite and not np.isfinite(tensor.array).all():
+                bad = int(np.count_nonzero(~np.isfinite(tensor.array)))
+                raise InvalidRequest(
+                    f"input '{tensor.name}': expected finite numbers, got {bad} NaN or Inf values "
+                    f"(model '{self.model}' declares finite_only)"
                 )
 
     def _name_mismatch(self, request: DecodedRequest) -> None:

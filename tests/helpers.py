@@ -33,6 +33,15 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_server(models: Path, *args: str, env: dict[str, str] | None = None, log: Path) -> Iterator[str]:
     """Start ``servometer serve`` on a free port, wait until ready, yield ``host:port``, then stop it by PID."""
+    with server_process(models, *args, env=env, log=log) as (_, address):
+        yield address
+
+
+@contextlib.contextmanager
+def server_process(
+    models: Path, *args: str, env: dict[str, str] | None = None, log: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """:func:`running_server`, also yielding the process (for its PID, memory, or signals)."""
     port = free_port()
     command = [sys.executable, "-m", "app", "serve", "--port", str(port), "--models", str(models), "--no-build", *args]
     with log.open("wb") as output:
@@ -40,7 +49,7 @@ def running_server(models: Path, *args: str, env: dict[str, str] | None = None, 
     address = f"127.0.0.1:{port}"
     try:
         wait_ready(address, process, log)
-        yield address
+        yield process, address
     finally:
         process.send_signal(signal.SIGINT)
         try:

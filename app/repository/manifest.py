@@ -34,6 +34,8 @@ class TensorSpec(_Strict):
     shape: list[Dim] = Field(min_length=1)
     max_shape: list[Dim] | None = None
     """Upper bounds for dynamic dimensions (-1: unbounded), e.g. a model's longest token sequence."""
+    finite_only: bool = False
+    """Inputs only: refuse NaN and Inf (400) instead of handing them to the model."""
 
     @field_validator("datatype")
     @classmethod

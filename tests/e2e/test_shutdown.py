@@ -2,10 +2,8 @@
 503 once the drain deadline passes: never a reset or a hang), and the process exits 0."""
 
 import concurrent.futures
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import httpx
@@ -13,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.deploy.stack import slow_request, write_slow_model
-from tests.helpers import free_port, wait_ready
+from tests.helpers import server_process
 
 LENGTH = 1500  # about 30 ms a call on one thread
 
@@ -22,17 +20,6 @@ LENGTH = 1500  # about 30 ms a call on one thread
 def repository(tmp_path):
     write_slow_model(tmp_path / "models" / "slow", latency_objective_s=1.0)
     return tmp_path / "models"
-
-
-def _start(repository, log, drain_s: float) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {"SERVOMETER_DRAIN_TIMEOUT_S": str(drain_s), "SERVOMETER_ONNX_INTRA_OP_THREADS": "1"}
-    command = [sys.executable, "-m", "app", "serve", "--no-build", "--models", str(repository), "--port", str(port)]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **env})
-    address = f"127.0.0.1:{port}"
-    wait_ready(address, process, log)
-    return process, address
 
 
 def _send(address: str) -> httpx.Response:
@@ -58,9 +45,14 @@ def _load(process: subprocess.Popen[bytes], address: str, requests: int, drain_s
     return answers, process.wait(timeout=drain_s + 30), time.monotonic() - signalled
 
 
+def _server(repository, log, drain_s: float):
+    env = {"SERVOMETER_DRAIN_TIMEOUT_S": str(drain_s), "SERVOMETER_ONNX_INTRA_OP_THREADS": "1"}
+    return server_process(repository, env=env, log=log)
+
+
 def test_sigterm_lets_every_admitted_request_finish_and_exits_zero(repository, tmp_path):
-    process, address = _start(repository, tmp_path / "server.log", drain_s=20)
-    answers, code, took = _load(process, address, 24, 20)
+    with _server(repository, tmp_path / "server.log", drain_s=20) as (process, address):
+        answers, code, took = _load(process, address, 24, 20)
     assert [answer.status_code for answer in answers] == [200] * 24
     expected = float(np.float32(0.01) ** 4 * LENGTH**3)
     assert all(answer.json()["outputs"][0]["data"][0] == pytest.approx(expected, rel=1e-3) for answer in answers)
@@ -69,8 +61,8 @@ def test_sigterm_lets_every_admitted_request_finish_and_exits_zero(repository, t
 
 
 def test_work_left_at_the_drain_deadline_is_answered_503_not_dropped(repository, tmp_path):
-    process, address = _start(repository, tmp_path / "server.log", drain_s=1)
-    answers, code, took = _load(process, address, 96, 1)  # about 2.5 s of work left for a 1 s deadline
+    with _server(repository, tmp_path / "server.log", drain_s=1) as (process, address):
+        answers, code, took = _load(process, address, 96, 1)  # about 2.5 s of work left for a 1 s deadline
     statuses = [answer.status_code for answer in answers]
     assert set(statuses) == {200, 503}, statuses
     refused = next(answer for answer in answers if answer.status_code == 503)
