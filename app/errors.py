@@ -69,6 +69,13 @@ class QueueTimeout(ServingError):
     outcome = "timeout"
 
 
+class ComputeTimeout(ServingError):
+    """The model call ran past the model's compute_timeout_ms; the request is answered without waiting for it."""
+
+    status = 504
+    outcome = "timeout"
+
+
 class ClientGone(ServingError):
     """The client disconnected before its request was computed; nobody reads this answer."""
 

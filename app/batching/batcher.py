@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.batching.pending import PendingRequest, signature_of
-from app.errors import ModelFailed, Overloaded, QueueTimeout, ServingError, Unavailable
+from app.errors import ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, ServingError, Unavailable
 from app.repository.manifest import BatchingSpec
 from app.runtimes.base import Runtime
 from app.telemetry.metrics import VariantMetrics
@@ -72,7 +72,8 @@ class DynamicBatcher:
         # Moving average of compute seconds per sample: calls predicted shorter than a thread handoff (which
         # costs ~0.1-0.2 ms on a busy core) run on the event loop instead.
         self._per_sample: float | None = None
-        self._inline_below = spec.inline_compute_below_ms / 1000
+        self._compute_timeout = spec.compute_timeout_ms / 1000
+        self._inline_below = 0.0 if self._compute_timeout else spec.inline_compute_below_ms / 1000
         self._busy = 0  # batches computing now
         self._last_arrival = 0.0  # loop.time() of the latest submit, for adaptive_delay's quiet period
 
@@ -292,10 +293,21 @@ class DynamicBatcher:
         self._complete(job, outcome)
 
     async def _execute(self, job: _Job) -> None:
+        call = self._loop.run_in_executor(self._executor, _timed_infer, self._runtime, job.inputs, job.outputs)
         try:
-            outcome: tuple[dict[str, np.ndarray], float] | Exception = await self._loop.run_in_executor(
-                self._executor, _timed_infer, self._runtime, job.inputs, job.outputs
-            )
+            if self._compute_timeout:
+                outcome: tuple[dict[str, np.ndarray], float] | Exception = await asyncio.wait_for(
+                    asyncio.shield(call), self._compute_timeout
+                )
+            else:
+                outcome = await call
+        except TimeoutError:
+            limit = f"{self._compute_timeout * 1000:g} ms"
+            _fail(job.members, ComputeTimeout(f"{self.label} did not finish within compute_timeout_ms ({limit})"))
+            log.error("%s: a call on %d samples ran past %s; its instance is busy until it returns", self.label,
+                      job.samples, limit)  # fmt: skip
+            call.add_done_callback(lambda _: self._release())
+            return
         except asyncio.CancelledError:  # shutdown gave up on a model that would not finish
             self._complete(job, Unavailable(f"{self.label} shut down while this request was computing"))
             raise
@@ -303,10 +315,13 @@ class DynamicBatcher:
             outcome = exc
         self._complete(job, outcome)
 
-    def _complete(self, job: _Job, outcome: tuple[dict[str, np.ndarray], float] | Exception) -> None:
-        """Free the instance, then answer every member with its rows or the failure."""
+    def _release(self) -> None:
         self._busy -= 1
         self._slots.release()
+
+    def _complete(self, job: _Job, outcome: tuple[dict[str, np.ndarray], float] | Exception) -> None:
+        """Free the instance, then answer every member with its rows or the failure."""
+        self._release()
         if isinstance(outcome, ServingError):
             _fail(job.members, outcome)
         elif isinstance(outcome, Exception):

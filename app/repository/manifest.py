@@ -106,6 +106,10 @@ class BatchingSpec(_Strict):
     """Model calls measured shorter than this run on the event loop: a thread handoff costs more. 0: never."""
     default_timeout_ms: float = Field(default=0.0, ge=0)
     """Queue timeout for requests without a ``timeout`` parameter; 0 waits as long as it takes."""
+    compute_timeout_ms: float = Field(default=0.0, ge=0)
+    """A model call running longer fails its requests with 504 at once; 0: no limit. The call itself cannot be
+    stopped, so its instance stays busy until it returns (set ``instances`` > 1 to keep serving meanwhile).
+    With a limit, no call runs inline on the event loop, where a hang would stall every model."""
 
     @model_validator(mode="after")
     def _consistent(self) -> "BatchingSpec":

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app.batching.batcher import DynamicBatcher
-from app.errors import ClientGone, ModelFailed, Overloaded, QueueTimeout, Unavailable
+from app.errors import ClientGone, ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, Unavailable
 from app.repository.manifest import BatchingSpec
 from app.runtimes.base import RuntimeOptions
 from app.runtimes.onnx import OnnxRuntime
@@ -319,3 +319,22 @@ async def test_instances_set_how_many_batches_compute_at_once(digits_runtime):
     await asyncio.gather(*(p.future for p in pending))
     assert gated.batch_sizes() == [4, 4, 4]
     await batcher.close(5)
+
+
+async def test_a_call_past_compute_timeout_fails_its_requests_504_and_frees_the_instance_when_it_returns(
+    digits_runtime,
+):
+    batcher, gated, _ = _batcher(digits_runtime, compute_timeout_ms=100)
+    gated.gate.clear()
+    started = time.monotonic()
+    hung = batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None)
+    with pytest.raises(ComputeTimeout, match=r"did not finish within compute_timeout_ms \(100 ms\)"):
+        await hung.future
+    assert time.monotonic() - started < 2  # answered at the limit, not when the model gets round to it
+    queued = batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None)
+    await asyncio.sleep(0.2)
+    assert not queued.future.done()  # the one instance is still inside the hung call
+    gated.gate.set()
+    result = await asyncio.wait_for(queued.future, 10)
+    assert set(result) == set(OUTPUTS)
+    await batcher.close(1)
