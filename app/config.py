@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     """Keys that may call inference and model routes (``Authorization: Bearer <key>``); empty: open. JSON list."""
     management_api_key: str | None = None
     """Enables the model repository API (``/v2/repository/...``: index, load, unload) behind this key; unset: off."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve ``/metrics`` only on this port (same host), not on the API's; unset: on the API's port."""
     cors_origins: list[str] = Field(default_factory=list)
     """Browser origins allowed to call the API (CORS); empty: none. JSON list."""
 

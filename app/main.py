@@ -20,6 +20,7 @@ from app import __version__, shutdown
 from app.api import router
 from app.api.errors import install_error_handlers
 from app.api.infer import InferenceEndpoint, Receive, Scope, Send, match_infer
+from app.api.metrics import serve_metrics_port
 from app.api.openapi import install_openapi
 from app.api.security import KeyCheck, refuse, with_security_headers
 from app.cache.setup import build_cache
@@ -57,11 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loading = asyncio.create_task(_load(registry, service, reports, settings))
         gpus.start()
         flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S))
+        metrics_server = None if settings.metrics_port is None else await serve_metrics_port(context)
         forget_drain = shutdown.on_drain(lambda: service.begin_drain(shutdown.remaining(settings.drain_timeout_s)))
         try:
             yield
         finally:
             forget_drain()
+            if metrics_server is not None:
+                metrics_server.close()
             loading.cancel()
             flushing.cancel()
             await gpus.close()

@@ -1,16 +1,55 @@
-"""``GET /metrics`` in the Prometheus text format."""
+"""``GET /metrics`` in the Prometheus text format: on the API's port, or with ``metrics_port`` set, only on a port of
+its own (so the API can be exposed while metrics stay on an internal network)."""
+
+import asyncio
+import contextlib
+import logging
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import ContextDep
+from app.context import AppContext
+from app.errors import NotFound
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["telemetry"])
+
+
+def exposition(context: AppContext) -> bytes:
+    body = context.metrics.render()
+    if context.settings.triton_gpu_metrics:
+        body += context.gpus.triton_lines()
+    return body
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(context: ContextDep) -> Response:
-    body = context.metrics.render()
-    if context.settings.triton_gpu_metrics:
-        body += context.gpus.triton_lines()
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    if context.settings.metrics_port is not None:
+        raise NotFound(f"metrics are served on port {context.settings.metrics_port}, not on the API's port")
+    return Response(exposition(context), media_type=CONTENT_TYPE_LATEST)
+
+
+async def serve_metrics_port(context: AppContext) -> asyncio.Server:
+    """A minimal HTTP/1.1 listener answering ``GET /metrics`` (one request per connection) on ``metrics_port``."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            method, path, *_ = head.split(b"\r\n", 1)[0].split(b" ") + [b"", b""]
+            if method == b"GET" and path.split(b"?")[0] == b"/metrics":
+                status, body, kind = b"200 OK", exposition(context), CONTENT_TYPE_LATEST.encode()
+            else:
+                status, body, kind = b"404 Not Found", b"only GET /metrics is served here\n", b"text/plain"
+            writer.write(
+                b"HTTP/1.1 " + status + b"\r\ncontent-type: " + kind + b"\r\ncontent-length: "
+                + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+            )  # fmt: skip
+            await writer.drain()
+        writer.close()
+
+    settings = context.settings
+    assert settings.metrics_port is not None
+    server = await asyncio.start_server(answer, settings.host, settings.metrics_port)
+    log.info("metrics served on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    return server

@@ -2,13 +2,14 @@
 
 import shutil
 
+import httpx
 import pytest
 import yaml
 from pydantic import ValidationError
 
 from app.config import Settings
 from tests.api.conftest import async_app
-from tests.helpers import copy_model
+from tests.helpers import copy_model, free_port
 
 KEY = "inference-key-0123456789abcdef"
 ADMIN = "management-key-0123456789abcdef"
@@ -116,3 +117,16 @@ def test_short_keys_are_refused_at_start():
         Settings(api_keys=["short"])
     with pytest.raises(ValidationError, match="at least 16 characters"):
         Settings(management_api_key="short")
+
+
+async def test_metrics_on_their_own_port_leave_the_api_port(repository):
+    port = free_port()
+    async with async_app(repository, metrics_port=port) as (_, client):
+        refused = await client.get("/metrics")
+        assert refused.status_code == 404
+        assert f"port {port}" in refused.json()["error"]
+        async with httpx.AsyncClient() as scraper:
+            scraped = await scraper.get(f"http://127.0.0.1:{port}/metrics")
+            assert scraped.status_code == 200
+            assert "servometer_model_ready" in scraped.text
+            assert (await scraper.get(f"http://127.0.0.1:{port}/v2/models/digits")).status_code == 404
