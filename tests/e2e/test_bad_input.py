@@ -125,4 +125,8 @@ def test_memory_stays_flat_over_rounds_of_bad_input(server):
         for _ in range(30):
             round_of_bad_input()
         growth = _resident(process.pid) - before
+        exposition = client.get("/metrics").text
     assert growth < 16 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MiB over 30 rounds"
+    # Label values come from the repository only: names sent by clients never become series.
+    assert 'model="nope"' not in exposition
+    assert "passwd" not in exposition
