@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loading = asyncio.create_task(_load(registry, service, reports, settings))
         gpus.start()
         flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S))
+        drift = asyncio.create_task(_drift_every(service, DRIFT_TICK_S))
         metrics_server = None if settings.metrics_port is None else await serve_metrics_port(context)
         forget_drain = shutdown.on_drain(lambda: service.begin_drain(shutdown.remaining(settings.drain_timeout_s)))
         try:
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 metrics_server.close()
             loading.cancel()
             flushing.cancel()
+            drift.cancel()
             await gpus.close()
             metrics.close()
             inference.disconnects.close()
@@ -128,6 +130,21 @@ class ServometerApp(FastAPI):
 FLUSH_INTERVAL_S = 1.0
 """How stale metrics may be between scrapes: with several workers, each worker's files are read by whichever
 worker answers the scrape, so every worker moves its pending observations into them this often."""
+
+
+DRIFT_TICK_S = 0.5
+"""How often the drift loop checks which monitors' ``interval_s`` has passed."""
+
+
+async def _drift_every(service: InferenceService, tick_s: float) -> None:
+    last: dict[tuple[str, str], float] = {}
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(tick_s)
+        try:
+            await service.evaluate_drift(loop.time(), last)
+        except Exception:  # a drift score is never a reason for serving to stop
+            log.exception("computing drift scores failed")
 
 
 async def _flush_every(metrics: Metrics, interval_s: float) -> None:

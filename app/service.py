@@ -1,6 +1,7 @@
 """The inference flow, independent of HTTP: resolve the variant, check the request, queue it for its batcher."""
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
@@ -12,12 +13,17 @@ from app.cache.cache import ResultCache
 from app.cache.key import cache_key
 from app.cache.single_flight import SingleFlight
 from app.errors import ClientGone, InvalidRequest, ModelFailed, Unavailable
+from app.monitoring.drift import DriftMonitor
+from app.monitoring.feedback import FeedbackLedger
+from app.monitoring.reference import REFERENCE_FILE, load_reference
 from app.protocol.codec import DecodedRequest, wants_binary
 from app.repository.registry import ModelEntry, Registry, Variant, VariantState
 from app.routing.router import Router
 from app.routing.shadow import Shadows
 from app.telemetry.metrics import Metrics, VariantMetrics
 from app.validation import RequestCheck
+
+log = logging.getLogger(__name__)
 
 _GONE = "the client disconnected while its request waited in the queue"
 # Errors an identical request would get too, so single-flight followers share them; any other failure of the
@@ -41,6 +47,8 @@ class InferenceResult:
     """``(name, array, as_binary)`` in the order the response lists them."""
     cache: str
     """hit, miss, bypass, or off (caching disabled for the model or the server)."""
+    response_id: str | None = None
+    """For monitored models: the id feedback on this answer refers to."""
 
 
 class InferenceService:
@@ -54,6 +62,8 @@ class InferenceService:
         self.shadows = shadows
         self._flights = SingleFlight()
         self._serving: dict[tuple[str, str], _Serving] = {}
+        self.monitors: dict[tuple[str, str], DriftMonitor] = {}
+        self.feedback = FeedbackLedger()
         self.started = False
         self.draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -67,7 +77,19 @@ class InferenceService:
         self.started = True
 
     def _serve(self, entry: ModelEntry) -> None:
+        reference = None
+        manifest = entry.manifest
+        if manifest is not None and manifest.monitoring is not None and manifest.evaluation is not None:
+            folder = next(iter(entry.variants.values())).path.parent
+            reference = load_reference(folder)
+            if reference is None:
+                log.warning("model '%s': no %s, so no drift scores (run its build)", entry.name, REFERENCE_FILE)
         for variant in entry.variants.values():
+            if reference is not None and manifest is not None and manifest.monitoring and manifest.evaluation:
+                spec = manifest.monitoring
+                self.monitors[(entry.name, variant.name)] = DriftMonitor(
+                    reference, manifest.evaluation.output, spec.sample_rate, spec.window, spec.interval_s
+                )
             if variant.state is VariantState.READY and variant.runtime is not None:
                 label = f"model '{variant.model_name}' variant '{variant.name}'"
                 metrics = self.metrics.for_variant(variant.model_name, variant.name)
@@ -105,6 +127,8 @@ class InferenceService:
         return entry
 
     def _retire(self, model: str) -> list[_Serving]:
+        for key in [key for key in self.monitors if key[0] == model]:
+            del self.monitors[key]
         keys = [key for key in self._serving if key[0] == model]
         return [self._serving.pop(key) for key in keys]
 
@@ -190,7 +214,43 @@ class InferenceService:
             outputs = [(name, produced[name], wants_binary(request, None)) for name in job.outputs]
         else:
             outputs = [(o.name, produced[o.name], wants_binary(request, o)) for o in request.outputs]
-        return InferenceResult(outputs, status)
+        monitor = self.monitors.get((variant.model_name, variant.name))
+        if monitor is None:
+            return InferenceResult(outputs, status)
+        monitor.observe(job.inputs, produced)
+        return InferenceResult(outputs, status, self._issue_response_id(variant, produced))
+
+    def _issue_response_id(self, variant: Variant, produced: dict[str, np.ndarray]) -> str | None:
+        manifest = variant.manifest
+        assert manifest.evaluation is not None
+        assert manifest.monitoring is not None
+        predicted: int | None = None
+        if manifest.evaluation.task == "classification":
+            output = produced.get(manifest.evaluation.output)
+            if output is None or len(output) != 1:  # feedback scores one answer: single-sample requests only
+                return None
+            predicted = int(output.reshape(1, -1).argmax())
+        return self.feedback.issue(variant.model_name, variant.name, predicted, manifest.monitoring.feedback_ttl_s)
+
+    async def evaluate_drift(self, now: float, last: dict[tuple[str, str], float]) -> None:
+        """Recompute the drift scores of every monitor whose interval has passed (in a worker thread)."""
+        for key, monitor in list(self.monitors.items()):
+            if now - last.get(key, float("-inf")) < monitor.interval_s:
+                continue
+            last[key] = now
+            scores = await asyncio.to_thread(monitor.scores)
+            self.metrics.set_drift(key[0], key[1], monitor.samples, scores)
+
+    def record_feedback(self, model: str, response_id: str, label: int | None, relevant: bool | None) -> bool:
+        """Score an earlier answer; returns whether it was right. Raises a 4xx error for bad feedback."""
+        manifest = self.registry.get(model).manifest
+        if manifest is None or manifest.monitoring is None:
+            raise InvalidRequest(f"model '{model}' takes no feedback: its model.yaml has no 'monitoring' block")
+        answer = self.feedback.record(model, response_id, label, relevant, manifest.monitoring.feedback_window)
+        correct = label == answer.predicted if answer.predicted is not None else bool(relevant)
+        samples, accuracy, f1 = self.feedback.live(model, answer.variant)
+        self.metrics.set_live(model, answer.variant, correct, samples, accuracy, f1)
+        return correct
 
     def _shadow(self, variant: Variant, job: "_Job", produced: dict[str, np.ndarray]) -> None:
         manifest = variant.manifest

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.api import health, metrics, models, repository, variants
+from app.api import feedback, health, metrics, models, repository, variants
 
 router = APIRouter()
-for module in (health, models, variants, repository, metrics):
+for module in (health, models, variants, feedback, repository, metrics):
     router.include_router(module.router)

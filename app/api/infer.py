@@ -20,6 +20,7 @@ from app.context import AppContext
 from app.errors import InvalidRequest, PayloadTooLarge, ServingError, UnsupportedEncoding
 from app.protocol import compression
 from app.protocol.codec import HEADER_LENGTH, decode_request, encode_response
+from app.protocol.schemas import ParameterValue
 from app.routing.router import ROUTING_KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -86,14 +87,19 @@ class InferenceEndpoint:
                 )
             finally:
                 self.disconnects.untrack(watched)
+            parameters: dict[str, ParameterValue] = {"variant": variant.name}
+            if result.response_id is not None:
+                parameters["response_id"] = result.response_id
             encoded = encode_response(
                 model_name=variant.model_name,
                 model_version=str(variant.version),
                 request_id=decoded.id,
                 outputs=result.outputs,
-                parameters={"variant": variant.name},
+                parameters=parameters,
             )
             response_headers = {**encoded.headers, "servometer-variant": variant.name, "servometer-cache": result.cache}
+            if result.response_id is not None:
+                response_headers["servometer-response-id"] = result.response_id
             content = encoded.body
             encoding = compression.choose_encoding(headers.get("accept-encoding"))
             if encoding:

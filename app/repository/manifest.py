@@ -145,6 +145,27 @@ class ObjectivesSpec(_Strict):
     """Dollars per 1,000 inferences."""
     min_throughput: float | None = Field(default=None, ge=0)
     """Inferences per second below which the model is considered starved or broken."""
+    max_drift_psi: float | None = Field(default=None, gt=0)
+    """Population stability index above which an input or the predictions count as drifted (alerts use 0.25
+    without one)."""
+    min_live_accuracy: float | None = Field(default=None, ge=0, le=1)
+    """Accuracy from feedback (or share judged relevant) below which the model is considered wrong in production."""
+
+
+class MonitoringSpec(_Strict):
+    """Watching the model's quality in production: input and prediction drift against the reference statistics
+    its build stored, and live accuracy from feedback. Needs an ``evaluation`` block."""
+
+    sample_rate: float = Field(default=0.1, gt=0, le=1)
+    """Share of requests whose inputs and predictions join the drift window (picked at random)."""
+    window: int = Field(default=1000, ge=10)
+    """Sampled requests the drift scores are computed over (the most recent ones)."""
+    interval_s: float = Field(default=5.0, gt=0)
+    """How often drift scores are recomputed, in the background."""
+    feedback_ttl_s: float = Field(default=3600.0, gt=0)
+    """How long a response id accepts feedback."""
+    feedback_window: int = Field(default=500, ge=1)
+    """Feedback items live accuracy is computed over (the most recent ones)."""
 
 
 def _relative_file(value: str) -> str:
@@ -218,6 +239,7 @@ class ModelManifest(_Strict):
     cache: CacheSpec = Field(default_factory=CacheSpec)
     objectives: ObjectivesSpec = Field(default_factory=ObjectivesSpec)
     evaluation: EvaluationSpec | None = None
+    monitoring: MonitoringSpec | None = None
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
 
     @model_validator(mode="after")
@@ -255,6 +277,8 @@ class ModelManifest(_Strict):
             raise ValueError("routing policy 'weighted' needs 'weights' with at least one share above 0")
         if routing.policy == "shadow" and routing.candidate in (None, self.default):
             raise ValueError("routing policy 'shadow' needs a 'candidate' other than the default variant")
+        if self.monitoring is not None and self.evaluation is None:
+            raise ValueError("'monitoring' needs an 'evaluation' block: drift is measured against its data")
         if routing.policy == "fastest_within" and self.evaluation is None:
             raise ValueError("routing policy 'fastest_within' needs an 'evaluation' block to measure quality")
 

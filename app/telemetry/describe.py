@@ -22,6 +22,8 @@ def describe(entries: Iterable[ModelEntry], service: InferenceService, settings:
                 objectives.error_ratio,
                 objectives.cost_per_1k_inferences,
                 objectives.min_throughput,
+                objectives.max_drift_psi,
+                objectives.min_live_accuracy,
             )
         for variant in entry.variants.values():
             runtime = variant.runtime if variant.state is VariantState.READY else None

@@ -26,6 +26,7 @@ from app.config import LATENCY_BUCKETS
 from app.telemetry.stats import VariantStats
 
 if TYPE_CHECKING:  # the report's types only; importing it here would load the measuring code with telemetry
+    from app.monitoring.drift import DriftScore
     from app.variants.report import ModelReport
 
 # prometheus_client picks file-backed values at import when PROMETHEUS_MULTIPROC_DIR is set.
@@ -236,6 +237,14 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=self.registry,
         )
+        self.objective_drift = Gauge(
+            "servometer_objective_max_drift_psi", "The model's drift threshold (population stability index).",
+            objective, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.objective_live_accuracy = Gauge(
+            "servometer_objective_min_live_accuracy", "The model's live accuracy objective.",
+            objective, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
         self.objective_throughput = Gauge(
             "servometer_objective_min_throughput_per_second",
             "The model's minimum throughput objective, in inferences per second.",
@@ -265,6 +274,44 @@ class Metrics:
             "servometer_variant_report_cost_per_1k_inferences_dollars",
             "Variant report: dollars per 1,000 inferences at the largest batch, from price_per_hour.",
             variant_report, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        drift = ["model", "variant", "feature"]
+        self.drift_psi = Gauge(
+            "servometer_drift_psi",
+            "Population stability index of an input (feature: its name) or of the predictions (feature: prediction) "
+            "over the sampled window, against the build's reference statistics.",
+            drift, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.drift_ks = Gauge(
+            "servometer_drift_ks_statistic",
+            "Two-sample Kolmogorov-Smirnov statistic of per-sample summaries, window against reference.",
+            drift, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.drift_ks_pvalue = Gauge(
+            "servometer_drift_ks_pvalue", "p-value of the Kolmogorov-Smirnov statistic.",
+            drift, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.drift_samples = Gauge(
+            "servometer_drift_window_samples", "Sampled requests in the drift window.",
+            variant_report, multiprocess_mode="livesum", registry=self.registry,
+        )  # fmt: skip
+        self.live_accuracy = Gauge(
+            "servometer_live_accuracy",
+            "Accuracy over the feedback window (share judged relevant for embedding models).",
+            variant_report, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.live_macro_f1 = Gauge(
+            "servometer_live_macro_f1", "Macro-F1 over the feedback window (classifiers).",
+            variant_report, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.live_samples = Gauge(
+            "servometer_live_feedback_samples", "Feedback items in the window live accuracy is computed over.",
+            variant_report, multiprocess_mode="mostrecent", registry=self.registry,
+        )  # fmt: skip
+        self.feedback = Counter(
+            "servometer_feedback",
+            "Feedback received on earlier answers (result: correct, incorrect).",
+            [*variant_report, "result"], registry=self.registry,
         )  # fmt: skip
         self.shadow_comparisons = Counter(
             "servometer_shadow_comparisons",
@@ -333,12 +380,16 @@ class Metrics:
         error_ratio: float | None,
         cost_per_1k: float | None,
         min_throughput: float | None,
+        max_drift_psi: float | None = None,
+        min_live_accuracy: float | None = None,
     ) -> None:
         for gauge, value in (
             (self.objective_latency, latency_p99_s),
             (self.objective_error_ratio, error_ratio),
             (self.objective_cost, cost_per_1k),
             (self.objective_throughput, min_throughput),
+            (self.objective_drift, max_drift_psi),
+            (self.objective_live_accuracy, min_live_accuracy),
         ):
             if value is not None:
                 gauge.labels(model).set(value)
@@ -356,6 +407,19 @@ class Metrics:
             self.variant_throughput.labels(*labels).set(variant.throughput)
             if variant.cost_per_1k is not None:
                 self.variant_cost.labels(*labels).set(variant.cost_per_1k)
+
+    def set_drift(self, model: str, variant: str, samples: int, scores: "list[DriftScore]") -> None:
+        self.drift_samples.labels(model, variant).set(samples)
+        for score in scores:
+            self.drift_psi.labels(model, variant, score.feature).set(score.psi)
+            self.drift_ks.labels(model, variant, score.feature).set(score.ks_statistic)
+            self.drift_ks_pvalue.labels(model, variant, score.feature).set(score.ks_pvalue)
+
+    def set_live(self, model: str, variant: str, correct: bool, samples: int, accuracy: float, f1: float) -> None:
+        self.feedback.labels(model, variant, "correct" if correct else "incorrect").inc()
+        self.live_samples.labels(model, variant).set(samples)
+        self.live_accuracy.labels(model, variant).set(accuracy)
+        self.live_macro_f1.labels(model, variant).set(f1)
 
     def shadow(self, model: str, candidate: str, result: str) -> None:
         self.shadow_comparisons.labels(model, candidate, result).inc()

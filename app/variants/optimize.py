@@ -21,11 +21,10 @@ from typing import Any, Literal, get_args
 import numpy as np
 import yaml
 
+from app.monitoring.reference import REFERENCE_FILE, write_reference
 from app.repository.manifest import MANIFEST_FILE, ModelManifest, load_manifest
-from app.repository.registry import tensor_info
 from app.runtimes.base import RuntimeOptions
-from app.runtimes.loader import load_runtime
-from app.variants.quality import EvaluationSet, Quality, load_calibration, load_evaluation, measure
+from app.variants.quality import EvaluationSet, Quality, evaluated_output, load_calibration, load_evaluation, measure
 
 Kind = Literal["fp32-opt", "int8-dynamic", "int8-static", "fp16", "torchscript"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -40,7 +39,6 @@ DESCRIPTION: dict[Kind, str] = {
     "fp16": "servometer optimize: float16 inside, float32 inputs and outputs",
     "torchscript": "servometer optimize: TorchScript frozen (weights and attributes inlined as constants)",
 }
-EVALUATION_BATCH = 32
 DEFAULT_OPTIONS = RuntimeOptions()
 
 
@@ -76,7 +74,7 @@ def optimize(
         raise ValueError(f"kinds {wrong} cannot be made from a {runtime_of_source} source ({source.name})")
     evaluation = load_evaluation(folder, manifest)
     progress(f"reference: {reference.name} ({reference.file}) on {evaluation.samples} evaluation samples")
-    expected = _run(manifest, reference.runtime, folder / reference.file, evaluation, options)
+    expected = evaluated_output(manifest, reference.runtime, folder / reference.file, evaluation, options)
     outcomes = []
     for index, (kind, name) in enumerate(kinds.items(), start=1):
         progress(f"[{index}/{len(kinds)}] {kind} -> variant '{name}'")
@@ -84,6 +82,8 @@ def optimize(
         progress(f"    {'kept' if outcome.kept else 'left out'}{': ' + outcome.reason if outcome.reason else ''}")
         outcomes.append(outcome)
     write_variants(folder / MANIFEST_FILE, outcomes)
+    progress(f"reference statistics of the inputs and predictions -> {REFERENCE_FILE}")
+    write_reference(folder, manifest, options)
     return outcomes
 
 
@@ -103,7 +103,7 @@ def _produce(
     with _staging(target) as staged:
         try:
             _MAKERS[kind](source, staged, folder, manifest)
-            produced = _run(manifest, runtime, staged, evaluation, options)
+            produced = evaluated_output(manifest, runtime, staged, evaluation, options)
         except Exception as exc:  # a kind the tools or the runtime cannot do here: reported, left out
             return Outcome(kind, name, target.name, False, f"not supported here: {_first_line(exc)}", None)
         quality = measure(manifest.evaluation, produced, expected, evaluation.labels)
@@ -121,29 +121,6 @@ def _staging(target: Path) -> Iterator[Path]:
         yield staged
     finally:
         staged.unlink(missing_ok=True)
-
-
-def _run(
-    manifest: ModelManifest,
-    runtime: Literal["onnx", "torchscript"],
-    path: Path,
-    evaluation: EvaluationSet,
-    options: RuntimeOptions,
-) -> np.ndarray:
-    """The evaluated output of ``path`` over the evaluation set, in batches."""
-    assert manifest.evaluation is not None
-    loaded = load_runtime(
-        runtime, path, options, [tensor_info(t) for t in manifest.inputs], [tensor_info(t) for t in manifest.outputs]
-    )
-    try:
-        output = manifest.evaluation.output
-        parts = [
-            loaded.infer({k: v[i : i + EVALUATION_BATCH] for k, v in evaluation.inputs.items()}, [output])[output]
-            for i in range(0, evaluation.samples, EVALUATION_BATCH)
-        ]
-    finally:
-        loaded.close()
-    return np.concatenate(parts)
 
 
 def _optimized(source: Path, target: Path, folder: Path, manifest: ModelManifest) -> None:

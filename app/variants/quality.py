@@ -6,11 +6,15 @@ on, and shadow traffic exports.
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
 
 from app.repository.manifest import EvaluationSpec, ModelManifest
+from app.repository.registry import tensor_info
+from app.runtimes.base import RuntimeOptions
+from app.runtimes.loader import load_runtime
 
 
 class Quality(BaseModel):
@@ -101,6 +105,32 @@ def measure(spec: EvaluationSpec, output: np.ndarray, reference: np.ndarray, lab
         cosine_mean=float(cosines.mean()),
         cosine_min=float(cosines.min()),
     )
+
+
+EVALUATION_BATCH = 32
+
+
+def evaluated_output(
+    manifest: ModelManifest,
+    runtime: Literal["onnx", "torchscript"],
+    path: Path,
+    evaluation: EvaluationSet,
+    options: RuntimeOptions,
+) -> np.ndarray:
+    """The evaluated output of the model file at ``path`` over the evaluation set, in batches."""
+    assert manifest.evaluation is not None
+    loaded = load_runtime(
+        runtime, path, options, [tensor_info(t) for t in manifest.inputs], [tensor_info(t) for t in manifest.outputs]
+    )
+    try:
+        output = manifest.evaluation.output
+        parts = [
+            loaded.infer({k: v[i : i + EVALUATION_BATCH] for k, v in evaluation.inputs.items()}, [output])[output]
+            for i in range(0, evaluation.samples, EVALUATION_BATCH)
+        ]
+    finally:
+        loaded.close()
+    return np.concatenate(parts)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

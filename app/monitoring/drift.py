@@ -1,0 +1,71 @@
+"""Input and prediction drift of one variant: a random sample of its requests, kept in a sliding window, compared
+with the reference statistics off the request path.
+
+The request path only decides (one random number) and appends references to arrays it already has; binning,
+the population stability index and the two-sample test run every ``interval_s`` in a worker thread.
+"""
+
+import random
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.monitoring.reference import Distribution, ReferenceStats, summarise
+from app.monitoring.statistics import ks_two_sample, psi, shares
+
+
+@dataclass(frozen=True)
+class DriftScore:
+    feature: str
+    psi: float
+    ks_statistic: float
+    ks_pvalue: float
+
+
+class DriftMonitor:
+    def __init__(
+        self,
+        reference: ReferenceStats,
+        output: str,
+        sample_rate: float,
+        window: int,
+        interval_s: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.reference = reference
+        self.output = output
+        self.sample_rate = sample_rate
+        self.interval_s = interval_s
+        self._rng = rng or random.Random()
+        self._window: deque[tuple[dict[str, np.ndarray], np.ndarray | None]] = deque(maxlen=window)
+
+    def observe(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+        """Maybe keep this request's inputs and prediction (``sample_rate`` of requests)."""
+        if self._rng.random() < self.sample_rate:
+            self._window.append((inputs, outputs.get(self.output)))
+
+    @property
+    def samples(self) -> int:
+        return len(self._window)
+
+    def scores(self) -> list[DriftScore]:
+        """Drift of every input and of the predictions over the window; blocking, run it off the event loop."""
+        window = list(self._window)
+        if not window:
+            return []
+        found = []
+        for distribution in self.reference.inputs:
+            arrays = [inputs[distribution.feature] for inputs, _ in window if distribution.feature in inputs]
+            found.append(_score(distribution, arrays))
+        predictions = [prediction for _, prediction in window if prediction is not None]
+        if predictions:
+            found.append(_score(self.reference.prediction, predictions))
+        return found
+
+
+def _score(reference: Distribution, arrays: list[np.ndarray]) -> DriftScore:
+    binned, per_sample = zip(*(summarise(reference.kind, array) for array in arrays), strict=True)
+    live_shares = shares(np.concatenate(binned), reference.edges)
+    statistic, pvalue = ks_two_sample(np.asarray(reference.per_sample), np.concatenate(per_sample))
+    return DriftScore(reference.feature, psi(reference.shares, live_shares), statistic, pvalue)

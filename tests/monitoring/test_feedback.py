@@ -1,0 +1,118 @@
+"""Feedback through the API: answers carry an id, feedback with known labels gives the exact live accuracy and
+macro-F1, and bad feedback gets a clear 4xx. Drift gauges move with a shifted stream."""
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import yaml
+
+from app.context import AppContext
+from app.variants.quality import macro_f1
+from tests.api.conftest import async_app
+from tests.helpers import MODELS, copy_model, digits_images
+
+JSON = {"content-type": "application/json"}
+
+
+def _repository(tmp_path: Path) -> Path:
+    folder = copy_model("digits", tmp_path / "models")
+    manifest = yaml.safe_load((folder / "model.yaml").read_text())
+    manifest["monitoring"] = {"sample_rate": 1.0, "window": 500, "interval_s": 0.2, "feedback_ttl_s": 60}
+    (folder / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return tmp_path / "models"
+
+
+def _body(image: np.ndarray) -> bytes:
+    return orjson.dumps(
+        {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": image.reshape(-1).tolist()}]}
+    )
+
+
+def _gauge(app, name: str, **labels: str) -> float | None:
+    context: AppContext = app.state.context
+    return context.metrics.sample_value(name, labels)
+
+
+async def test_feedback_with_known_labels_gives_the_exact_live_accuracy(tmp_path, demo_models):
+    images = digits_images(40)
+    with np.load(MODELS / "digits" / "heldout.npz") as data:
+        labels = data["labels"][:40]
+    async with async_app(_repository(tmp_path), cache_backend="off") as (app, client):
+        predicted, claimed = [], []
+        for index in range(40):
+            response = await client.post("/v2/models/digits/infer", content=_body(images[index]), headers=JSON)
+            response_id = response.headers["servometer-response-id"]
+            assert response.json()["parameters"]["response_id"] == response_id
+            label = next(o for o in response.json()["outputs"] if o["name"] == "label")["data"][0]
+            # Claim the true label for most answers, and a wrong one for every fifth, so accuracy is known exactly.
+            truth = int(labels[index]) if index % 5 else (label + 1) % 10
+            recorded = await client.post("/v2/models/digits/feedback", json={"id": response_id, "label": truth})
+            assert recorded.status_code == 200, recorded.text
+            assert recorded.json() == {"correct": label == truth}
+            predicted.append(label)
+            claimed.append(truth)
+        expected_accuracy = float(np.mean(np.array(predicted) == np.array(claimed)))
+        assert _gauge(app, "servometer_live_accuracy", model="digits", variant="fp32") == expected_accuracy
+        assert _gauge(app, "servometer_live_macro_f1", model="digits", variant="fp32") == macro_f1(
+            np.array(claimed), np.array(predicted)
+        )
+        assert _gauge(app, "servometer_live_feedback_samples", model="digits", variant="fp32") == 40
+        incorrect = _gauge(app, "servometer_feedback_total", model="digits", variant="fp32", result="incorrect")
+        assert incorrect == sum(p != c for p, c in zip(predicted, claimed, strict=True))
+
+
+async def test_unknown_repeated_or_mismatched_feedback_gets_a_clear_4xx(tmp_path, demo_models):
+    async with async_app(_repository(tmp_path), cache_backend="off") as (_, client):
+        response = await client.post("/v2/models/digits/infer", content=_body(digits_images(1)[0]), headers=JSON)
+        response_id = response.headers["servometer-response-id"]
+        unknown = await client.post("/v2/models/digits/feedback", json={"id": "nope", "label": 1})
+        assert unknown.status_code == 404
+        assert "no answer with id 'nope'" in unknown.json()["error"]
+        no_label = await client.post("/v2/models/digits/feedback", json={"id": response_id})
+        assert no_label.status_code == 400
+        assert "needs 'label'" in no_label.json()["error"]
+        bad_label = await client.post("/v2/models/digits/feedback", json={"id": response_id, "label": "seven"})
+        assert bad_label.status_code == 400
+        first = await client.post("/v2/models/digits/feedback", json={"id": response_id, "label": 1})
+        assert first.status_code == 200
+        again = await client.post("/v2/models/digits/feedback", json={"id": response_id, "label": 1})
+        assert again.status_code == 404  # one judgement per answer
+        assert (await client.post("/v2/models/nope/feedback", json={"id": response_id, "label": 1})).status_code == 404
+
+
+async def test_an_expired_id_takes_no_feedback(tmp_path, demo_models):
+    repository = _repository(tmp_path)
+    manifest_path = repository / "digits" / "model.yaml"
+    manifest = yaml.safe_load(manifest_path.read_text())
+    manifest["monitoring"]["feedback_ttl_s"] = 0.1
+    manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    async with async_app(repository, cache_backend="off") as (_, client):
+        response = await client.post("/v2/models/digits/infer", content=_body(digits_images(1)[0]), headers=JSON)
+        await asyncio.sleep(0.3)
+        expired = await client.post(
+            "/v2/models/digits/feedback", json={"id": response.headers["servometer-response-id"], "label": 0}
+        )
+        assert expired.status_code == 404
+        assert "expired" in expired.json()["error"]
+
+
+async def test_the_drift_gauge_rises_with_an_inverted_stream_and_stays_low_with_held_out_images(tmp_path, demo_models):
+    images = digits_images(200)
+    async with async_app(_repository(tmp_path), cache_backend="off") as (app, client):
+        for image in images:
+            await client.post("/v2/models/digits/infer", content=_body(image), headers=JSON)
+        await asyncio.sleep(0.8)  # a few drift rounds
+        calm = _gauge(app, "servometer_drift_psi", model="digits", variant="fp32", feature="image")
+        assert calm is not None
+        assert calm < 0.1
+        for image in images:
+            await client.post("/v2/models/digits/infer", content=_body(16 - image), headers=JSON)
+        deadline = time.monotonic() + 10
+        while (_gauge(app, "servometer_drift_psi", model="digits", variant="fp32", feature="image") or 0) < 0.25:
+            assert time.monotonic() < deadline, "the drift score did not rise"
+            await asyncio.sleep(0.1)
+        assert (_gauge(app, "servometer_drift_psi", model="digits", variant="fp32", feature="prediction") or 0) > 0.25
+        assert _gauge(app, "servometer_drift_window_samples", model="digits", variant="fp32") == 400
