@@ -47,7 +47,11 @@ def monitored(demo_models, tmp_path_factory) -> Iterator[Monitored]:
     which posts to a webhook receiver in the test process. Started once, stopped by PID."""
     directory = tmp_path_factory.mktemp("monitored")
     models = directory / "models"
-    copy_model("digits", models)
+    digits = copy_model("digits", models)
+    # Drift scored on every request, twice a second: the time-compressed rules see it within seconds.
+    manifest = digits / "model.yaml"
+    text = manifest.read_text().replace("sample_rate: 0.1", "sample_rate: 1.0")
+    manifest.write_text(text.replace("interval_s: 5", "interval_s: 0.5"))
     stack.write_slow_model(models / "slow", SLOW_OBJECTIVE_S)
     env = {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(FAKE_NVML), os.environ.get("PYTHONPATH")])),

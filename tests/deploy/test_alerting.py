@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from tests.deploy.stack import slow_request
+from tests.helpers import digits_images
 
 FAST, SLOW = 8, 2000  # input lengths: microseconds vs about 60 ms of compute, against a 20 ms p99 objective
 DEADLINE_S = 90
@@ -74,3 +75,45 @@ def test_the_watchdog_reaches_its_own_receiver(monitored):
     alerts = _wait_for(lambda: monitored.webhook.alerts("/watchdog", "ServometerWatchdog", "firing"), "the watchdog")
     assert alerts[0]["labels"]["severity"] == "none"
     assert not monitored.webhook.alerts("/pager", "ServometerWatchdog", "firing")
+
+
+@contextmanager
+def _digits_traffic(address: str, inverted: list[bool]) -> Iterator[None]:
+    """One client sending held-out digits back to back; ``inverted[0]`` flips them (16 - pixel) while it runs."""
+    stop = threading.Event()
+    images = digits_images(200)
+
+    def send() -> None:
+        with httpx.Client(timeout=30) as client:
+            index = 0
+            while not stop.is_set():
+                image = images[index % len(images)]
+                data = (16 - image if inverted[0] else image).reshape(-1).tolist()
+                document = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": data}]}
+                response = client.post(f"http://{address}/v2/models/digits/infer", json=document)
+                assert response.status_code == 200, response.text
+                index += 1
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def test_inputs_that_drift_from_the_evaluation_data_raise_an_alert_that_resolves_when_they_return(monitored):
+    webhook = monitored.webhook
+
+    def drift_alerts(status: str) -> list[dict[str, Any]]:
+        alerts = webhook.alerts("/team", "ServometerInputDrift", status)
+        return [a for a in alerts if a["labels"]["model"] == "digits" and a["labels"]["feature"] == "image"]
+
+    inverted = [True]
+    with _digits_traffic(monitored.servometer, inverted):
+        (firing, *_) = _wait_for(lambda: drift_alerts("firing"), "the drift alert")
+        inverted[0] = False  # the window refills with data like the evaluation set's
+        _wait_for(lambda: drift_alerts("resolved"), "the drift alert's resolution")
+    assert firing["labels"]["severity"] == "warning"
+    assert firing["annotations"]["runbook_url"].endswith("#servometerinputdrift")
