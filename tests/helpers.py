@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +158,22 @@ class GatedRuntime:
 
     def batch_sizes(self) -> list[int]:
         return [len(next(iter(call.values()))) for call in self.calls]
+
+
+@contextlib.contextmanager
+def client_loop(address: str, step: Callable[[httpx.Client], None]) -> Iterator[None]:
+    """Call ``step`` with an HTTP client for ``address`` over and over, in a thread, until the block ends."""
+    stop = threading.Event()
+
+    def run() -> None:
+        with httpx.Client(base_url=f"http://{address}", timeout=30) as client:
+            while not stop.is_set():
+                step(client)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)

@@ -31,14 +31,13 @@ class Router:
         if manifest is None:
             return None
         routing = manifest.routing
-        ready = {name for name, v in entry.variants.items() if v.state is VariantState.READY}
-        chosen: str | None
-        if routing.policy == "weighted":
-            chosen = self._weighted(routing, routing_key)
-        elif routing.policy == "fastest_within":
-            chosen = self._fastest(manifest, ready)
-        else:
+        if routing.policy in ("default", "shadow"):  # the common case, on every request: nothing to compute
             return None
+        ready = {name for name, v in entry.variants.items() if v.state is VariantState.READY}
+        if routing.policy == "weighted":
+            chosen: str | None = self._weighted(routing, routing_key)
+        else:
+            chosen = self._fastest(manifest, ready)
         return chosen if chosen in ready else None
 
     def _weighted(self, routing: RoutingSpec, routing_key: str | None) -> str:

@@ -1,39 +1,29 @@
 """Alerts end to end: a degraded model pages through real Prometheus and Alertmanager, and the page resolves when
 the model recovers. Rules are the shipped ones, time-compressed (tests/deploy/stack.py)."""
 
-import threading
+import itertools
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
 
 from tests.deploy.stack import slow_request
-from tests.helpers import digits_images
+from tests.helpers import client_loop, digits_images
 
 FAST, SLOW = 8, 2000  # input lengths: microseconds vs about 60 ms of compute, against a 20 ms p99 objective
 DEADLINE_S = 90
 
 
-@contextmanager
-def _traffic(address: str, length: list[int]) -> Iterator[None]:
+def _slow_traffic(address: str, length: list[int]) -> AbstractContextManager[None]:
     """One client sending to the slow model back to back; ``length[0]`` can change while it runs."""
-    stop = threading.Event()
 
-    def send() -> None:
-        with httpx.Client(timeout=30) as client:
-            while not stop.is_set():
-                response = client.post(f"http://{address}/v2/models/slow/infer", json=slow_request(length[0]))
-                assert response.status_code == 200, response.text
+    def send(client: httpx.Client) -> None:
+        response = client.post("/v2/models/slow/infer", json=slow_request(length[0]))
+        assert response.status_code == 200, response.text
 
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+    return client_loop(address, send)
 
 
 def _wait_for(found: Callable[[], list[dict[str, Any]]], what: str) -> list[dict[str, Any]]:
@@ -53,7 +43,7 @@ def test_a_model_over_its_latency_objective_pages_and_the_page_resolves_when_it_
         return [alert for alert in alerts if alert["labels"]["model"] == "slow"]
 
     length = [FAST]
-    with _traffic(monitored.servometer, length):
+    with _slow_traffic(monitored.servometer, length):
         time.sleep(3)
         assert not slow_alerts("firing"), "the model was within its objective"
         length[0] = SLOW
@@ -77,30 +67,18 @@ def test_the_watchdog_reaches_its_own_receiver(monitored):
     assert not monitored.webhook.alerts("/pager", "ServometerWatchdog", "firing")
 
 
-@contextmanager
-def _digits_traffic(address: str, inverted: list[bool]) -> Iterator[None]:
+def _digits_traffic(address: str, inverted: list[bool]) -> AbstractContextManager[None]:
     """One client sending held-out digits back to back; ``inverted[0]`` flips them (16 - pixel) while it runs."""
-    stop = threading.Event()
-    images = digits_images(200)
+    images = itertools.cycle(digits_images(200))
 
-    def send() -> None:
-        with httpx.Client(timeout=30) as client:
-            index = 0
-            while not stop.is_set():
-                image = images[index % len(images)]
-                data = (16 - image if inverted[0] else image).reshape(-1).tolist()
-                document = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": data}]}
-                response = client.post(f"http://{address}/v2/models/digits/infer", json=document)
-                assert response.status_code == 200, response.text
-                index += 1
+    def send(client: httpx.Client) -> None:
+        image = next(images)
+        data = (16 - image if inverted[0] else image).reshape(-1).tolist()
+        document = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": data}]}
+        response = client.post("/v2/models/digits/infer", json=document)
+        assert response.status_code == 200, response.text
 
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+    return client_loop(address, send)
 
 
 def test_inputs_that_drift_from_the_evaluation_data_raise_an_alert_that_resolves_when_they_return(monitored):

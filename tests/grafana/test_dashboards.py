@@ -7,10 +7,8 @@ variables filled in, and that is what is run.
 
 import json
 import math
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -19,7 +17,7 @@ import pytest
 import yaml
 
 from tests.deploy.stack import query, slow_request
-from tests.helpers import ROOT
+from tests.helpers import ROOT, client_loop
 
 GRAFANA = ROOT / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -87,32 +85,23 @@ def test_the_overview_shows_what_the_issue_lists_and_the_model_view_is_templated
     } <= {panel["title"] for panel in model["panels"]}  # fmt: skip
 
 
-@contextmanager
-def _traffic(address: str) -> Iterator[None]:
-    """digits: one popular image (cache hits) and new ones (misses); bad input (client errors); the slow model."""
-    stop = threading.Event()
+def _traffic(address: str) -> AbstractContextManager[None]:
+    """digits: one popular image (cache hits) and new ones (misses), each answer judged (feedback); bad input
+    (client errors); the slow model."""
+    rng = np.random.default_rng(0)
 
-    def send() -> None:
-        rng = np.random.default_rng(0)
-        with httpx.Client(base_url=f"http://{address}", timeout=10) as client:
-            while not stop.is_set():
-                image = rng.integers(0, 17, 64).astype(float).tolist() if rng.random() < 0.3 else [1.0] * 64
-                document = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": image}]}
-                answer = client.post("/v2/models/digits/infer", json=document)
-                if "servometer-response-id" in answer.headers:  # judge it, so live accuracy has data
-                    feedback = {"id": answer.headers["servometer-response-id"], "label": int(rng.integers(0, 10))}
-                    client.post("/v2/models/digits/feedback", json=feedback)
-                client.post("/v2/models/digits/infer", json={"inputs": []})
-                client.post("/v2/models/slow/infer", json=slow_request(16))
-                time.sleep(0.005)
+    def send(client: httpx.Client) -> None:
+        image = rng.integers(0, 17, 64).astype(float).tolist() if rng.random() < 0.3 else [1.0] * 64
+        document = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": image}]}
+        answer = client.post("/v2/models/digits/infer", json=document)
+        if "servometer-response-id" in answer.headers:  # judge it, so live accuracy has data
+            feedback = {"id": answer.headers["servometer-response-id"], "label": int(rng.integers(0, 10))}
+            client.post("/v2/models/digits/feedback", json=feedback)
+        client.post("/v2/models/digits/infer", json={"inputs": []})
+        client.post("/v2/models/slow/infer", json=slow_request(16))
+        time.sleep(0.005)
 
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    return client_loop(address, send)
 
 
 def _has_data(result: list[dict[str, Any]]) -> bool:
