@@ -14,7 +14,7 @@ router = APIRouter(tags=["feedback"])
 class Feedback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(min_length=1, max_length=64)]
+    id: Annotated[str, Field(min_length=1, max_length=512)]
     """The ``response_id`` of the answer (response header ``servometer-response-id``)."""
     label: Annotated[int, Field(ge=0)] | None = None
     """Classifiers: the true class."""

@@ -1,11 +1,16 @@
 """Feedback on earlier answers: each monitored response carries an id; ``POST /v2/models/{model}/feedback`` with
-that id and the true label (or, for embeddings, whether the answer was relevant) feeds live accuracy and macro-F1
-over a sliding window, per variant.
+that id and the true label (or, for embedding models, whether the answer was relevant) feeds live accuracy and
+macro-F1 over a sliding window, per variant.
 
-Ids are remembered for ``feedback_ttl_s`` and at most ``MAX_OPEN`` at a time (the oldest forgotten first), so
-remembering them costs bounded memory whatever the traffic.
+The id carries what the feedback needs (model, variant, predicted class, expiry) and an HMAC over it, so
+nothing is stored per answer: remembering a million answers for an hour would cost memory, and keeping them as
+objects made the garbage collector stall every request (measured: p99 5 ms -> 50 ms on digits). Only ids that
+received feedback are remembered, so each answer is judged once.
 """
 
+import base64
+import hashlib
+import hmac
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -16,7 +21,8 @@ import numpy as np
 from app.errors import InvalidRequest, NotFound
 from app.variants.quality import macro_f1
 
-MAX_OPEN = 100_000
+MAX_JUDGED = 100_000
+_MAC_BYTES = 12
 
 
 @dataclass(frozen=True)
@@ -25,29 +31,28 @@ class Answer:
     variant: str
     predicted: int | None
     """The top-1 class for classifiers; None for embeddings (judged relevant or not)."""
-    expires: float
 
 
 class FeedbackLedger:
-    def __init__(self, max_open: int = MAX_OPEN) -> None:
-        self._open: OrderedDict[str, Answer] = OrderedDict()
-        self._max_open = max_open
+    def __init__(self, secret: bytes | None = None, max_judged: int = MAX_JUDGED) -> None:
+        self._secret = secret or secrets.token_bytes(32)
+        self._judged: OrderedDict[str, None] = OrderedDict()
+        self._max_judged = max_judged
         self._windows: dict[tuple[str, str], deque[tuple[int, int]]] = {}
 
     def issue(self, model: str, variant: str, predicted: int | None, ttl_s: float) -> str:
-        """A new response id that may receive feedback for ``ttl_s`` seconds."""
-        response_id = secrets.token_hex(12)
-        self._open[response_id] = Answer(model, variant, predicted, time.monotonic() + ttl_s)
-        while len(self._open) > self._max_open:
-            self._open.popitem(last=False)
-        return response_id
+        """The id of an answer, accepting feedback for ``ttl_s`` seconds."""
+        expires_ms = int((time.time() + ttl_s) * 1000)
+        payload = f"{model}\0{variant}\0{'' if predicted is None else predicted}\0{expires_ms}".encode()
+        return _b64(payload) + "." + _b64(self._mac(payload))
 
     def record(self, model: str, response_id: str, label: int | None, relevant: bool | None, window: int) -> Answer:
         """Score an earlier answer; raises a 4xx naming the problem for unknown, expired or mismatched feedback."""
-        answer = self._open.get(response_id)
-        if answer is None or answer.expires < time.monotonic():
-            self._open.pop(response_id, None)
-            raise NotFound(f"no answer with id '{response_id}' awaits feedback: unknown, already judged, or expired")
+        answer, expires_ms = self._read(response_id)
+        if response_id in self._judged:
+            raise NotFound(f"the answer with id '{response_id}' was already judged: one judgement per answer")
+        if expires_ms < time.time() * 1000:
+            raise NotFound(f"the answer with id '{response_id}' no longer takes feedback: it expired")
         if answer.model != model:
             raise InvalidRequest(f"response '{response_id}' was answered by model '{answer.model}', not '{model}'")
         if answer.predicted is not None:
@@ -58,7 +63,9 @@ class FeedbackLedger:
             if relevant is None:
                 raise InvalidRequest("feedback for an embedding model needs 'relevant': true or false")
             outcome = (1, 1 if relevant else 0)
-        del self._open[response_id]  # one judgement per answer
+        self._judged[response_id] = None
+        while len(self._judged) > self._max_judged:
+            self._judged.popitem(last=False)
         self._windows.setdefault((model, answer.variant), deque(maxlen=window)).append(outcome)
         return answer
 
@@ -70,5 +77,25 @@ class FeedbackLedger:
         predicted, actual = (np.asarray(column) for column in zip(*window, strict=True))
         return len(window), float(np.mean(predicted == actual)), macro_f1(actual, predicted)
 
-    def judged(self) -> list[tuple[str, str]]:
-        return list(self._windows)
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.digest(self._secret, payload, hashlib.sha256)[:_MAC_BYTES]
+
+    def _read(self, response_id: str) -> tuple[Answer, int]:
+        unknown = NotFound(f"no answer with id '{response_id}' awaits feedback: the id is not one this server issued")
+        encoded, _, mac = response_id.partition(".")
+        try:
+            payload, signature = _unb64(encoded), _unb64(mac)
+        except ValueError:
+            raise unknown from None
+        if not hmac.compare_digest(signature, self._mac(payload)):
+            raise unknown
+        model, variant, predicted, expires = payload.decode().split("\0")
+        return Answer(model, variant, int(predicted) if predicted else None), int(expires)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
