@@ -95,3 +95,29 @@ def test_inputs_that_drift_from_the_evaluation_data_raise_an_alert_that_resolves
         _wait_for(lambda: drift_alerts("resolved"), "the drift alert's resolution")
     assert firing["labels"]["severity"] == "warning"
     assert firing["annotations"]["runbook_url"].endswith("#servometerinputdrift")
+
+
+def test_feedback_saying_the_model_is_wrong_pages_and_the_page_resolves_when_it_is_right_again(monitored):
+    webhook = monitored.webhook
+    wrong = [True]
+    images = itertools.cycle(digits_images(50))
+
+    def judge(client: httpx.Client) -> None:
+        image = next(images).reshape(-1).tolist()
+        document = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": image}]}
+        answer = client.post("/v2/models/digits/infer", json=document, headers={"cache-control": "no-cache"})
+        label = next(o for o in answer.json()["outputs"] if o["name"] == "label")["data"][0]
+        truth = (label + 1) % 10 if wrong[0] else label
+        feedback = {"id": answer.headers["servometer-response-id"], "label": truth}
+        assert client.post("/v2/models/digits/feedback", json=feedback).status_code == 200
+
+    def pages(status: str) -> list[dict[str, Any]]:
+        alerts = webhook.alerts("/pager", "ServometerLiveAccuracyBelowObjective", status)
+        return [alert for alert in alerts if alert["labels"]["model"] == "digits"]
+
+    with client_loop(monitored.servometer, judge):
+        (firing, *_) = _wait_for(lambda: pages("firing"), "the live-accuracy page")
+        wrong[0] = False  # right answers refill the feedback window
+        _wait_for(lambda: pages("resolved"), "the live-accuracy page's resolution")
+    assert firing["labels"]["severity"] == "critical"
+    assert firing["annotations"]["runbook_url"].endswith("#servometerliveaccuracybelowobjective")
