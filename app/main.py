@@ -137,12 +137,11 @@ DRIFT_TICK_S = 0.5
 
 
 async def _drift_every(service: InferenceService, tick_s: float) -> None:
-    last: dict[tuple[str, str], float] = {}
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(tick_s)
         try:
-            await service.evaluate_drift(loop.time(), last)
+            await service.evaluate_drift(loop.time())
         except Exception:  # a drift score is never a reason for serving to stop
             log.exception("computing drift scores failed")
 

@@ -80,8 +80,7 @@ class InferenceService:
         reference = None
         manifest = entry.manifest
         if manifest is not None and manifest.monitoring is not None and manifest.evaluation is not None:
-            folder = next(iter(entry.variants.values())).path.parent
-            reference = load_reference(folder)
+            reference = load_reference(self.registry.root / entry.name)
             if reference is None:
                 log.warning("model '%s': no %s, so no drift scores (run its build)", entry.name, REFERENCE_FILE)
         for variant in entry.variants.values():
@@ -232,12 +231,12 @@ class InferenceService:
             predicted = int(output.reshape(1, -1).argmax())
         return self.feedback.issue(variant.model_name, variant.name, predicted, manifest.monitoring.feedback_ttl_s)
 
-    async def evaluate_drift(self, now: float, last: dict[tuple[str, str], float]) -> None:
+    async def evaluate_drift(self, now: float) -> None:
         """Recompute the drift scores of every monitor whose interval has passed (in a worker thread)."""
         for key, monitor in list(self.monitors.items()):
-            if now - last.get(key, float("-inf")) < monitor.interval_s:
+            if now - monitor.scored_at < monitor.interval_s:
                 continue
-            last[key] = now
+            monitor.scored_at = now
             scores = await asyncio.to_thread(monitor.scores)
             self.metrics.set_drift(key[0], key[1], monitor.samples, scores)
 

@@ -177,3 +177,11 @@ def client_loop(address: str, step: Callable[[httpx.Client], None]) -> Iterator[
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+def resident_bytes(pid: int) -> int:
+    """A process's resident memory (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")

@@ -37,6 +37,8 @@ class DriftMonitor:
         self.output = output
         self.sample_rate = sample_rate
         self.interval_s = interval_s
+        self.scored_at = float("-inf")
+        """Event-loop time of the last scoring."""
         self._rng = rng or random.Random()
         self._window: deque[tuple[dict[str, np.ndarray], np.ndarray | None]] = deque(maxlen=window)
 

@@ -11,6 +11,7 @@ import json
 import logging
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -103,11 +104,20 @@ class ModelReport(BaseModel):
         return "\n".join(lines)
 
 
-def report_key(folder: Path, manifest: ModelManifest, price_per_hour: float) -> str:
+def file_digests(folder: Path, manifest: ModelManifest, known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each variant's file digest; ``known`` ones (the registry hashed them at load) are not read again."""
+    known = known or {}
+    return {v.name: known.get(v.name) or _digest_or_missing(folder / v.file) for v in manifest.variants}
+
+
+def report_key(
+    folder: Path, manifest: ModelManifest, price_per_hour: float, digests: Mapping[str, str] | None = None
+) -> str:
     """Changes whenever a figure could: a variant file, the evaluation data, the price, or this format."""
     assert manifest.evaluation is not None
+    digests = digests or file_digests(folder, manifest)
     parts = [f"v{FORMAT_VERSION}", manifest.name, manifest.reference, str(price_per_hour)]
-    parts += [f"{v.name}={_digest_or_missing(folder / v.file)}" for v in manifest.variants]
+    parts += [f"{name}={digest}" for name, digest in digests.items()]
     parts.append(_digest_or_missing(folder / manifest.evaluation.data))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
@@ -117,11 +127,17 @@ def _digest_or_missing(path: Path) -> str:
 
 
 def build_report(
-    folder: Path, manifest: ModelManifest, options: RuntimeOptions, price_per_hour: float, variants: list[str]
+    folder: Path,
+    manifest: ModelManifest,
+    options: RuntimeOptions,
+    price_per_hour: float,
+    variants: list[str],
+    digests: Mapping[str, str] | None = None,
 ) -> ModelReport:
     """Measure ``variants`` (names, the reference first among them) by loading and running each one."""
     if manifest.evaluation is None:
         raise ValueError(f"model '{manifest.name}' has no 'evaluation' block in its model.yaml")
+    digests = digests or file_digests(folder, manifest)
     evaluation = load_evaluation(folder, manifest)
     specs = {v.name: v for v in manifest.variants}
     ordered = [manifest.reference, *(name for name in variants if name != manifest.reference)]
@@ -146,7 +162,7 @@ def build_report(
                 runtime=spec.runtime,
                 precision=spec.precision,
                 file=spec.file,
-                digest=file_digest(folder / spec.file),
+                digest=digests[name],
                 file_bytes=_size(folder / spec.file),
                 memory_bytes=memory,
                 quality=quality,
@@ -158,7 +174,7 @@ def build_report(
             )
         )
     return ModelReport(
-        key=report_key(folder, manifest, price_per_hour),
+        key=report_key(folder, manifest, price_per_hour, digests),
         model=manifest.name,
         task=manifest.evaluation.task,
         reference=manifest.reference,

@@ -9,7 +9,7 @@ from app.errors import InvalidRequest
 from app.repository.registry import Registry, VariantState
 from app.runtimes.base import RuntimeOptions
 from app.telemetry.metrics import Metrics
-from app.variants.report import ModelReport, ReportStore, build_report, report_key
+from app.variants.report import ModelReport, ReportStore, build_report, file_digests, report_key
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,14 @@ class VariantReports:
         if manifest.reference not in ready:
             raise InvalidRequest(f"model '{model}': the reference variant '{manifest.reference}' is not ready")
         async with self._locks.setdefault(model, asyncio.Lock()):
-            key = await asyncio.to_thread(report_key, folder, manifest, self.price_per_hour)
-            report = self.store.get(model, key)
+            # The registry hashed every loaded file already; only files it could not load are read here.
+            known = {name: variant.digest for name, variant in entry.variants.items() if variant.digest}
+            digests = await asyncio.to_thread(file_digests, folder, manifest, known)
+            report = self.store.get(model, report_key(folder, manifest, self.price_per_hour, digests))
             if report is None:
                 log.info("measuring the variants of '%s' for its report", model)
                 report = await asyncio.to_thread(
-                    build_report, folder, manifest, self.options, self.price_per_hour, ready
+                    build_report, folder, manifest, self.options, self.price_per_hour, ready, digests
                 )
                 self.store.put(report)
             self.metrics.set_report(report)

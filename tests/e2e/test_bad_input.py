@@ -2,14 +2,13 @@
 memory stays flat over repeated rounds (huge declared shapes are refused before anything is allocated)."""
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import server_process
+from tests.helpers import resident_bytes, server_process
 
 LIMIT = 1 << 20  # a 1 MiB body limit for the oversize cases
 IMAGE = [float(v) for v in range(64)]
@@ -91,13 +90,6 @@ def server(demo_models, tmp_path_factory):
         yield running
 
 
-def _resident(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 @pytest.mark.parametrize("case", _requests(), ids=[case[0] for case in _requests()])
 def test_bad_input_gets_a_4xx_naming_the_problem_and_the_server_keeps_serving(server, case):
     _, address = server
@@ -121,10 +113,10 @@ def test_memory_stays_flat_over_rounds_of_bad_input(server):
 
         for _ in range(5):  # warm-up: allocator pools and caches settle
             round_of_bad_input()
-        before = _resident(process.pid)
+        before = resident_bytes(process.pid)
         for _ in range(30):
             round_of_bad_input()
-        growth = _resident(process.pid) - before
+        growth = resident_bytes(process.pid) - before
         exposition = client.get("/metrics").text
     assert growth < 16 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MiB over 30 rounds"
     # Label values come from the repository only: names sent by clients never become series.

@@ -10,23 +10,15 @@ import random
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import copy_model, digits_images, reference_outputs, server_process, v2_json
+from tests.helpers import copy_model, digits_images, reference_outputs, resident_bytes, server_process, v2_json
 
 SOAK_S = float(os.environ.get("SERVOMETER_SOAK_S", "90"))
 ADMIN = "management-key-0123456789abcdef"
 POOL = 64  # distinct images: repeats make cache hits, the rest misses
-
-
-def _resident(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.soak
@@ -76,7 +68,7 @@ def test_mixed_traffic_through_redis_restart_and_model_reloads_is_always_answere
         for thread in threads:
             thread.start()
         time.sleep(min(10, SOAK_S / 6))  # warm-up: caches, allocator pools
-        start_memory = _resident(process.pid)
+        start_memory = resident_bytes(process.pid)
         phase = SOAK_S / 5
         time.sleep(phase)
         redis_server.kill()  # Redis dies mid-traffic ...
@@ -97,7 +89,7 @@ def test_mixed_traffic_through_redis_restart_and_model_reloads_is_always_answere
         for thread in threads:
             thread.join(timeout=60)
         time.sleep(2)
-        end_memory = _resident(process.pid)
+        end_memory = resident_bytes(process.pid)
         admin.close()
     assert not wrong, Counter(wrong).most_common(5)
     assert outcomes["200"] > 1000
