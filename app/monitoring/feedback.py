@@ -11,6 +11,7 @@ received feedback are remembered, so each answer is judged once.
 import base64
 import hashlib
 import hmac
+import itertools
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -37,13 +38,16 @@ class FeedbackLedger:
     def __init__(self, secret: bytes | None = None, max_judged: int = MAX_JUDGED) -> None:
         self._secret = secret or secrets.token_bytes(32)
         self._judged: OrderedDict[str, None] = OrderedDict()
+        self._serials = itertools.count()
         self._max_judged = max_judged
         self._windows: dict[tuple[str, str], deque[tuple[int, int]]] = {}
 
     def issue(self, model: str, variant: str, predicted: int | None, ttl_s: float) -> str:
         """The id of an answer, accepting feedback for ``ttl_s`` seconds."""
         expires_ms = int((time.time() + ttl_s) * 1000)
-        payload = f"{model}\0{variant}\0{'' if predicted is None else predicted}\0{expires_ms}".encode()
+        # The serial makes ids unique: two answers of the same class in the same millisecond must differ.
+        serial = next(self._serials)
+        payload = f"{model}\0{variant}\0{'' if predicted is None else predicted}\0{expires_ms}\0{serial}".encode()
         return _b64(payload) + "." + _b64(self._mac(payload))
 
     def record(self, model: str, response_id: str, label: int | None, relevant: bool | None, window: int) -> Answer:
@@ -89,7 +93,7 @@ class FeedbackLedger:
             raise unknown from None
         if not hmac.compare_digest(signature, self._mac(payload)):
             raise unknown
-        model, variant, predicted, expires = payload.decode().split("\0")
+        model, variant, predicted, expires, _ = payload.decode().split("\0")
         return Answer(model, variant, int(predicted) if predicted else None), int(expires)
 
 

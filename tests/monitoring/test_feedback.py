@@ -10,6 +10,7 @@ import orjson
 import yaml
 
 from app.context import AppContext
+from app.monitoring.feedback import FeedbackLedger
 from app.variants.quality import macro_f1
 from tests.api.conftest import async_app
 from tests.helpers import MODELS, copy_model, digits_images
@@ -116,3 +117,12 @@ async def test_the_drift_gauge_rises_with_an_inverted_stream_and_stays_low_with_
             await asyncio.sleep(0.1)
         assert (_gauge(app, "servometer_drift_psi", model="digits", variant="fp32", feature="prediction") or 0) > 0.25
         assert _gauge(app, "servometer_drift_window_samples", model="digits", variant="fp32") == 400
+
+
+def test_answers_of_the_same_class_at_the_same_moment_get_distinct_ids():
+    ledger = FeedbackLedger()
+    ids = {ledger.issue("digits", "fp32", 3, 60.0) for _ in range(1000)}
+    assert len(ids) == 1000
+    for response_id in ids:
+        ledger.record("digits", response_id, 3, None, window=1000)
+    assert ledger.live("digits", "fp32")[:2] == (1000, 1.0)
