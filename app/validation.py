@@ -14,6 +14,7 @@ class RequestCheck:
         self.model = manifest.name
         self._inputs = {spec.name: (spec.datatype, spec.shape, spec.bounds()) for spec in manifest.inputs}
         self._finite = [spec.name for spec in manifest.inputs if spec.finite_only and spec.datatype.startswith("FP")]
+        self._ranges = {spec.name: spec.value_range for spec in manifest.inputs if spec.value_range is not None}
         self._outputs = [spec.name for spec in manifest.outputs]
         self._max_batch = manifest.batching.max_batch_size if manifest.batching.enabled else 0
 
@@ -30,6 +31,12 @@ class RequestCheck:
             if len(have) != len(shape) or any(want not in (-1, size) for size, want in zip(have, shape, strict=True)):
                 raise InvalidRequest(f"input '{tensor.name}': expected shape {shape}, got {list(have)}")
             for axis, (size, limit) in enumerate(zip(have, bounds, strict=True)):
+                if size == 0:
+                    # Nothing to compute: a batch of zero samples would never be dispatched, and a zero-length
+                    # sequence makes the runtime fail.
+                    raise InvalidRequest(
+                        f"input '{tensor.name}': dimension {axis} is 0; every dimension must be 1 or more"
+                    )
                 if limit != -1 and size > limit:
                     raise InvalidRequest(
                         f"input '{tensor.name}': dimension {axis} is {size}, at most {limit} is allowed"
@@ -45,6 +52,8 @@ class RequestCheck:
                 )
         if self._finite:
             self._check_finite(request)
+        if self._ranges:
+            self._check_ranges(request)
         for output in request.outputs or ():
             if output.name not in self._outputs:
                 raise InvalidRequest(
@@ -60,10 +69,30 @@ class RequestCheck:
                     f"(model '{self.model}' declares finite_only)"
                 )
 
+    def _check_ranges(self, request: DecodedRequest) -> None:
+        for tensor in request.inputs:
+            value_range = self._ranges.get(tensor.name)
+            if value_range is None:
+                continue
+            low, high = value_range
+            array = tensor.array
+            smallest, largest = array.min(), array.max()
+            if smallest < low or largest > high or np.isnan(smallest) or np.isnan(largest):
+                outside = array[~((array >= low) & (array <= high))]
+                raise InvalidRequest(
+                    f"input '{tensor.name}': values must lie in [{low:g}, {high:g}] (model '{self.model}' declares "
+                    f"value_range), got {outside.size} outside it, e.g. {outside.flat[0]}"
+                )
+
     def _name_mismatch(self, request: DecodedRequest) -> None:
-        given = {tensor.name for tensor in request.inputs}
-        missing = [name for name in self._inputs if name not in given]
+        sent = [tensor.name for tensor in request.inputs]
+        missing = [name for name in self._inputs if name not in sent]
+        unexpected = [name for name in sent if name not in self._inputs]
+        problems = []
         if missing:
-            raise InvalidRequest(f"model '{self.model}' needs inputs {missing}; the request lacks them")
-        unexpected = sorted(given - set(self._inputs))
-        raise InvalidRequest(f"model '{self.model}' has no inputs {unexpected}; its inputs are {list(self._inputs)}")
+            problems.append(f"missing {missing}")
+        if unexpected:
+            problems.append(f"unknown {unexpected}")
+        raise InvalidRequest(
+            f"model '{self.model}' takes inputs {list(self._inputs)}; the request sent {sent} ({', '.join(problems)})"
+        )

@@ -28,8 +28,15 @@ def test_a_matching_request_passes():
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
-        (_request(Tensor("pixels", "FP32", np.zeros((1, 1, 8, 8), np.float32))), "needs inputs ['image']"),
-        (_request(_image(), Tensor("extra", "FP32", np.zeros(1, np.float32))), "has no inputs ['extra']"),
+        (
+            _request(Tensor("pixels", "FP32", np.zeros((1, 1, 8, 8), np.float32))),
+            "sent ['pixels'] (missing ['image'], unknown ['pixels'])",
+        ),
+        (
+            _request(_image(), Tensor("extra", "FP32", np.zeros(1, np.float32))),
+            "sent ['image', 'extra'] (unknown ['extra'])",
+        ),
+        (_request(_image(0)), "input 'image': dimension 0 is 0; every dimension must be 1 or more"),
         (_request(_image(dtype="FP64")), "input 'image': expected datatype FP32, got FP64"),
         (_request(_image(shape=(1, 8, 8))), "input 'image': expected shape [-1, 1, 8, 8], got [1, 8, 8]"),
         (_request(_image(shape=(1, 1, 8, 9))), "got [1, 1, 8, 9]"),
@@ -51,3 +58,26 @@ def test_inputs_must_agree_on_batch_size_and_respect_max_shape():
     long_mask = Tensor("attention_mask", "INT64", np.zeros((1, 300), np.int64))
     with pytest.raises(InvalidRequest, match="input 'input_ids': dimension 1 is 300, at most 256"):
         RequestCheck(MINILM)(_request(long_ids, long_mask))
+
+
+@pytest.mark.parametrize(
+    ("ids", "mask", "message"),
+    [
+        ([[101, 30522, 102]], [[1, 1, 1]], "input 'input_ids': values must lie in [0, 30521]"),
+        ([[101, -1, 102]], [[1, 1, 1]], "got 1 outside it, e.g. -1"),
+        ([[101, 7, 102]], [[1, 2, 1]], "input 'attention_mask': values must lie in [0, 1]"),
+    ],
+)
+def test_values_outside_an_inputs_declared_range_are_rejected_naming_the_input(ids, mask, message):
+    request = _request(
+        Tensor("input_ids", "INT64", np.array(ids, np.int64)),
+        Tensor("attention_mask", "INT64", np.array(mask, np.int64)),
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        RequestCheck(MINILM)(request)
+    assert message in caught.value.message
+
+
+def test_values_at_the_edges_of_the_declared_range_pass():
+    ids = Tensor("input_ids", "INT64", np.array([[0, 30521]], np.int64))
+    RequestCheck(MINILM)(_request(ids, Tensor("attention_mask", "INT64", np.array([[0, 1]], np.int64))))

@@ -168,6 +168,8 @@ class DynamicBatcher:
             self._busy += 1
             if self._runs_inline(job):
                 self._execute_inline(job)
+                # The call held the loop: let everything else run before the next batch may take it again.
+                await asyncio.sleep(0)
             else:
                 task = asyncio.create_task(self._execute(job))
                 self._inflight.add(task)
@@ -257,10 +259,15 @@ class DynamicBatcher:
         return None
 
     def _trim(self, members: list[PendingRequest], samples: int) -> list[PendingRequest]:
-        """The longest prefix of ``members`` that stays within the largest preferred size reachable."""
+        """The longest prefix of ``members`` that stays within the largest preferred size reachable.
+
+        Never empty: a head request bigger than that size (17 samples with preferred sizes 16, 32) goes alone,
+        since a request is never split. An empty batch would leave the queue as it was, and the dispatch loop
+        would form it again without ever awaiting: the whole event loop would stop.
+        """
         target = next(size for size in self._preferred if size <= samples)
-        kept, total = [], 0
-        for member in members:
+        kept, total = [members[0]], members[0].samples
+        for member in members[1:]:
             if total + member.samples > target:
                 break
             kept.append(member)

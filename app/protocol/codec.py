@@ -170,6 +170,8 @@ def _from_json(spec: RequestInput) -> np.ndarray:
         except ValueError:
             raise InvalidRequest(f"input '{spec.name}': 'data' is a ragged nested list") from None
         kind = "b" if spec.datatype == "BOOL" else numpy_dtype(spec.datatype).kind
+        if spec.datatype == "UINT64" and parsed.dtype.kind == "f" and parsed.size:
+            parsed = _big_integers(spec, parsed)
         if parsed.size and parsed.dtype.kind not in _ACCEPTED_KINDS[kind]:
             found = "strings" if parsed.dtype.kind in "USO" else f"{parsed.dtype} values"
             raise InvalidRequest(f"input '{spec.name}': datatype {spec.datatype} expects numbers, 'data' holds {found}")
@@ -177,6 +179,18 @@ def _from_json(spec: RequestInput) -> np.ndarray:
     if array.size != count:
         raise InvalidRequest(f"input '{spec.name}': shape {spec.shape} needs {count} elements, 'data' has {array.size}")
     return array.reshape(spec.shape)
+
+
+def _big_integers(spec: RequestInput, parsed: np.ndarray) -> np.ndarray:
+    """numpy parses integers above INT64's range mixed with smaller ones as float64, losing digits: when every
+    item is an integer, take them exactly."""
+    items = list(_flatten(spec.data))
+    if not all(type(item) is int for item in items):
+        return parsed
+    info = np.iinfo(np.uint64)
+    if min(items) < info.min or max(items) > info.max:
+        raise InvalidRequest(f"input '{spec.name}': values must lie in [{info.min}, {info.max}] for UINT64")
+    return np.array(items, dtype=np.uint64)
 
 
 def _cast(spec: RequestInput, parsed: np.ndarray) -> np.ndarray:

@@ -36,6 +36,9 @@ class TensorSpec(_Strict):
     """Upper bounds for dynamic dimensions (-1: unbounded), e.g. a model's longest token sequence."""
     finite_only: bool = False
     """Inputs only: refuse NaN and Inf (400) instead of handing them to the model."""
+    value_range: tuple[float, float] | None = None
+    """Inputs only: the lowest and highest value the model accepts (e.g. token ids within the vocabulary); other
+    values are refused with 400 rather than reaching the runtime, which would fail the whole batch."""
 
     @field_validator("datatype")
     @classmethod
@@ -58,6 +61,13 @@ class TensorSpec(_Strict):
                 f"max_shape {self.max_shape} must have one positive size or -1 per dimension of {self.shape}"
             )
         return self
+
+    @field_validator("value_range")
+    @classmethod
+    def _ordered_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] <= value[1]:
+            raise ValueError(f"value_range [{value[0]}, {value[1]}] must list the lowest value first")
+        return value
 
     def bounds(self) -> list[int]:
         """Per dimension, the largest size allowed (-1: any)."""

@@ -81,7 +81,7 @@ def test_compressed_request_and_response(client, encoding):
             "/v2/models/digits/infer",
             {"inputs": [{"name": "img", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": [0] * 64}]},
             400,
-            "needs inputs ['image']",
+            "takes inputs ['image']; the request sent ['img']",
         ),
         (
             "/v2/models/digits/infer",

@@ -25,7 +25,8 @@ def test_no_generated_request_gets_a_server_error(demo_models, tmp_path):
                 # unloading the served model would leave the rest of the run nothing to reach
                 "--exclude-path-regex", "unload", "--header", f"Authorization: Bearer {ADMIN}",
             ],
-            capture_output=True, text=True, timeout=600, check=False,
+            # its cache of failures goes into the working directory: the test's, never the checkout
+            capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
         )  # fmt: skip
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert " passed" in result.stdout

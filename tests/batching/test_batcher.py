@@ -13,7 +13,7 @@ from app.repository.manifest import BatchingSpec
 from app.runtimes.base import RuntimeOptions
 from app.runtimes.onnx import OnnxRuntime
 from app.telemetry.metrics import Metrics
-from tests.helpers import MODELS, GatedRuntime, digits_images, minilm_tokens
+from tests.helpers import MODELS, GatedRuntime, digits_images, minilm_tokens, run_in_own_loop
 
 OUTPUTS = ("logits", "label")
 
@@ -338,3 +338,34 @@ async def test_a_call_past_compute_timeout_fails_its_requests_504_and_frees_the_
     result = await asyncio.wait_for(queued.future, 10)
     assert set(result) == set(OUTPUTS)
     await batcher.close(1)
+
+
+@pytest.mark.parametrize("samples", [17, 20, 33, 63])
+def test_a_request_bigger_than_the_preferred_size_it_reaches_is_answered_and_the_loop_keeps_turning(
+    digits_runtime, samples
+):
+    """Once froze the whole server: trimming to the preferred size left no member, and the dispatch loop formed
+    the same empty batch forever without awaiting."""
+
+    async def scenario() -> tuple[list[int], dict[str, np.ndarray], int]:
+        batcher, gated, _ = _batcher(digits_runtime, preferred_batch_sizes=[16, 32, 64], max_queue_delay_ms=2)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        result = await batcher.submit({"image": digits_images(samples)}, OUTPUTS, 1, None).future
+        await asyncio.sleep(0.05)
+        ticker.cancel()
+        await batcher.close(5)
+        return gated.batch_sizes(), result, ticks
+
+    sizes, result, ticks = run_in_own_loop(scenario, timeout=60)
+    assert sizes == [samples]
+    alone = digits_runtime.infer({"image": digits_images(samples)}, OUTPUTS)
+    np.testing.assert_array_equal(result["label"], alone["label"])
+    assert ticks > 0

@@ -28,6 +28,13 @@ def _binary(header_inputs: list[Any], payload: bytes) -> tuple[bytes, dict[str, 
     return header + payload, headers
 
 
+def _tokens(shape: list[int], ids: list[int]) -> list[dict[str, object]]:
+    return [
+        {"name": "input_ids", "datatype": "INT64", "shape": shape, "data": ids},
+        {"name": "attention_mask", "datatype": "INT64", "shape": shape, "data": [1] * len(ids)},
+    ]
+
+
 JSON = {"content-type": "application/json"}
 NAN_IMAGE = np.full(64, np.nan, dtype=np.float32).tobytes()
 BINARY_IMAGE = {"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "parameters": {"binary_data_size": 256}}
@@ -43,7 +50,7 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [  # fmt: skip
         _json([{"name": "input_ids", "datatype": "INT64", "shape": [1, 2], "data": [1, 2]}]),
         JSON,
         400,
-        "needs inputs ['attention_mask']",
+        "sent ['input_ids'] (missing ['attention_mask'])",
     ),
     ("extra input", "digits", _json([_image(), _image(name="extra")]), JSON, 400, "extra"),
     (
@@ -63,6 +70,14 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [  # fmt: skip
     ("unknown model", "nope", _json([_image()]), JSON, 404, "unknown model 'nope'"),
     ("unknown variant", "digits/versions/99", _json([_image()]), JSON, 404, "99"),
     ("unknown output", "digits", _json([_image()], outputs=[{"name": "secret"}]), JSON, 400, "no output 'secret'"),
+    ("zero samples", "digits", _json([_image(shape=[0, 1, 8, 8], data=[])]), JSON, 400, "dimension 0 is 0"),
+    ("zero sentences", "minilm", _json(_tokens([0, 4], [])), JSON, 400, "dimension 0 is 0"),
+    ("zero-length sentences", "minilm", _json(_tokens([2, 0], [])), JSON, 400, "dimension 1 is 0"),
+    ("over max_batch_size", "digits", _json([_image(shape=[65, 1, 8, 8], data=IMAGE * 65)]), JSON, 400,
+     "batch size 65 exceeds model 'digits' max_batch_size 64"),
+    ("token id beyond the vocabulary", "minilm", _json(_tokens([1, 3], [101, 30522, 102])), JSON, 400,
+     "input 'input_ids': values must lie in [0, 30521]"),
+    ("negative token id", "minilm", _json(_tokens([1, 3], [101, -5, 102])), JSON, 400, "input 'input_ids'"),
     ("dot-dot model name", "..%2F..%2Fetc%2Fpasswd", _json([_image()]), JSON, 404, ""),
     ("encoded traversal", "%2e%2e", _json([_image()]), JSON, 404, ""),
 ]

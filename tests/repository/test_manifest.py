@@ -46,6 +46,10 @@ def test_demo_manifests_are_valid():
     [
         (_with(inputs=[{"name": "x", "datatype": "FLOAT", "shape": [-1]}]), "inputs[0].datatype"),
         (_with(inputs=[{"name": "x", "datatype": "FP32", "shape": [-1, 0]}]), "inputs[0].shape"),
+        (
+            _with(inputs=[{"name": "x", "datatype": "INT64", "shape": [-1, 4], "value_range": [9, 0]}]),
+            "inputs[0].value_range: Value error, value_range [9.0, 0.0] must list the lowest value first",
+        ),
         (_with(variants=[{"name": "a", "file": "../../etc/passwd", "runtime": "onnx"}]), "variants[0].file"),
         (_with(variants=[{"name": "a", "file": "http://x/m.onnx", "runtime": "onnx"}]), "variants[0].file"),
         (_with(variants=[{"name": "a", "file": "a.onnx", "runtime": "tensorflow"}]), "variants[0].runtime"),
