@@ -74,7 +74,9 @@ def _sized_requests(model: str) -> list[tuple[dict[str, np.ndarray], dict[str, o
              for name, array in tokens.items()}
             for n in sizes
         ]  # fmt: skip
-    parameters = [{}, {"timeout": 60_000_000}, {"priority": 1}, {"timeout": 60_000_000, "priority": 0}]
+    parameters: list[dict[str, object]] = [
+        {}, {"timeout": 60_000_000}, {"priority": 1}, {"timeout": 60_000_000, "priority": 0}
+    ]  # fmt: skip
     return [(feed, parameters[n % 4]) for n, feed in enumerate(inputs)]
 
 

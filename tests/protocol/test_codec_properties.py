@@ -24,14 +24,15 @@ def tensors(draw: st.DrawFn, for_json: bool) -> tuple[str, np.ndarray]:
     datatype = draw(st.sampled_from(DATATYPES))
     shape = draw(SHAPES)
     if datatype == "BYTES":
-        items = st.text(st.characters(exclude_categories=("Cs",))).map(str.encode) if for_json else st.binary()
+        items = st.text(st.characters(exclude_categories=["Cs"])).map(str.encode) if for_json else st.binary()
         flat = draw(st.lists(items, min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
         array = np.empty(len(flat), dtype=np.object_)
         array[:] = flat
         return datatype, array.reshape(shape)
     dtype = numpy_dtype(datatype)
-    finite = {"allow_nan": False, "allow_infinity": False} if for_json and dtype.kind == "f" else {}
-    return datatype, draw(hnp.arrays(dtype, shape, elements=hnp.from_dtype(dtype, **finite)))
+    finite = not (for_json and dtype.kind == "f")
+    elements = hnp.from_dtype(dtype, allow_nan=finite, allow_infinity=finite) if dtype.kind == "f" else None
+    return datatype, draw(hnp.arrays(dtype, shape, elements=elements))
 
 
 def _json_data(array: np.ndarray) -> object:
