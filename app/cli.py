@@ -156,6 +156,8 @@ def _metrics_directory(workers: int) -> Iterator[None]:
         return
     directory = tempfile.mkdtemp(prefix="servometer-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    # Beside the metric files (MultiProcessCollector reads only *.db): each worker's readiness (app/workers.py).
+    os.environ["SERVOMETER_WORKER_DIR"] = os.path.join(directory, "ready")
     try:
         yield
     finally:

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     """uvicorn worker processes. One is the default; each worker loads every model."""
 
+    worker_dir: Path | None = None
+    """Internal, set by ``servometer serve --workers N``: where the workers tell each other they are ready."""
+
     log_level: str = "info"
     """uvicorn / application log level."""
 

@@ -34,6 +34,7 @@ from app.telemetry.describe import describe
 from app.telemetry.gpu import GpuSampler, load_nvml
 from app.telemetry.metrics import Metrics
 from app.variants.reports import VariantReports
+from app.workers import WorkerReadiness
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     reports = VariantReports(
         registry, metrics, options, settings.price_per_hour, settings.report_dir or settings.models / ".reports"
     )
-    service = InferenceService(registry, metrics, cache, Router(reports), Shadows(metrics))
+    workers = WorkerReadiness(settings.worker_dir, settings.workers)
+    service = InferenceService(registry, metrics, cache, Router(reports), Shadows(metrics), workers)
     gpus = GpuSampler(metrics, load_nvml(), settings.gpu_sample_interval_s)
     context = AppContext(settings, registry, service, metrics, gpus, reports)
     inference = InferenceEndpoint(context)
@@ -154,8 +156,8 @@ async def _flush_every(metrics: Metrics, interval_s: float) -> None:
 
 async def _load(registry: Registry, service: InferenceService, reports: VariantReports, settings: Settings) -> None:
     await anyio.to_thread.run_sync(registry.load_all)
+    await service.start()
     describe(registry.models(), service, settings)
-    service.start()
     reports.build_in_background(
         [
             entry.name

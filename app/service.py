@@ -22,6 +22,7 @@ from app.routing.router import Router
 from app.routing.shadow import Shadows
 from app.telemetry.metrics import Metrics, VariantMetrics
 from app.validation import RequestCheck
+from app.workers import WorkerReadiness
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,16 @@ class InferenceResult:
 
 class InferenceService:
     def __init__(
-        self, registry: Registry, metrics: Metrics, cache: ResultCache | None, router: Router, shadows: Shadows
+        self,
+        registry: Registry,
+        metrics: Metrics,
+        cache: ResultCache | None,
+        router: Router,
+        shadows: Shadows,
+        workers: WorkerReadiness | None = None,
     ) -> None:
         self.registry = registry
+        self.workers = workers or WorkerReadiness(None, 1)
         self.metrics = metrics
         self.cache = cache
         self.router = router
@@ -69,57 +77,84 @@ class InferenceService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Give every loaded variant its batcher; call from the event loop once the registry has loaded."""
+    async def start(self) -> None:
+        """Give every loaded variant its batcher and warm it up; call from the event loop once the registry has
+        loaded. Each variant turns ready as soon as its warm-up call returns."""
         self._loop = asyncio.get_running_loop()
-        for entry in self.registry.models():
-            self._serve(entry)
+        entries = self.registry.models()
+        for entry, serving in zip(entries, await asyncio.gather(*map(self._prepare, entries)), strict=True):
+            self._install(entry, serving)
         self.started = True
+        self.readiness_changed()
 
-    def _serve(self, entry: ModelEntry) -> None:
-        reference = None
-        manifest = entry.manifest
-        if manifest is not None and manifest.monitoring is not None and manifest.evaluation is not None:
-            reference = load_reference(self.registry.root / entry.name)
-            if reference is None:
-                log.warning("model '%s': no %s, so no drift scores (run its build)", entry.name, REFERENCE_FILE)
+    async def _prepare(self, entry: ModelEntry) -> dict[tuple[str, str], _Serving]:
+        """A running, warmed-up batcher for every loaded variant of ``entry``; a variant whose warm-up call fails
+        is marked unavailable with the model's error."""
+        serving: dict[tuple[str, str], _Serving] = {}
         for variant in entry.variants.values():
-            if reference is not None and manifest is not None and manifest.monitoring and manifest.evaluation:
-                spec = manifest.monitoring
-                self.monitors[(entry.name, variant.name)] = DriftMonitor(
-                    reference, manifest.evaluation.output, spec.sample_rate, spec.window, spec.interval_s
-                )
-            if variant.state is VariantState.READY and variant.runtime is not None:
-                label = f"model '{variant.model_name}' variant '{variant.name}'"
-                metrics = self.metrics.for_variant(variant.model_name, variant.name)
-                batcher = DynamicBatcher(label, variant.runtime, variant.manifest.batching, metrics)
-                batcher.start()
-                outputs = tuple(spec.name for spec in variant.manifest.outputs)
-                self._serving[(variant.model_name, variant.name)] = _Serving(
-                    batcher, RequestCheck(variant.manifest), outputs, metrics
-                )
+            if variant.state is not VariantState.LOADED or variant.runtime is None:
+                continue
+            label = f"model '{variant.model_name}' variant '{variant.name}'"
+            metrics = self.metrics.for_variant(variant.model_name, variant.name)
+            batcher = DynamicBatcher(label, variant.runtime, variant.manifest.batching, metrics)
+            batcher.start()
+            outputs = tuple(spec.name for spec in variant.manifest.outputs)
+            try:
+                await batcher.warm_up({spec.name: spec.example() for spec in variant.manifest.inputs}, outputs)
+            except Exception as exc:  # a model that cannot answer one call is not served
+                await batcher.close(0)
+                variant.state, variant.reason = VariantState.UNAVAILABLE, f"its warm-up call failed: {exc}"
+                log.error("%s is unavailable: %s", label, variant.reason)
+                continue
+            serving[(variant.model_name, variant.name)] = _Serving(
+                batcher, RequestCheck(variant.manifest), outputs, metrics
+            )
+        return serving
+
+    def _install(self, entry: ModelEntry, serving: dict[tuple[str, str], _Serving]) -> None:
+        """Route requests to the prepared batchers: from here on the variants are ready."""
+        self._serving.update(serving)
+        for key in serving:
+            entry.variants[key[1]].state = VariantState.READY
+        manifest = entry.manifest
+        if manifest is None or manifest.monitoring is None or manifest.evaluation is None:
+            return
+        reference = load_reference(self.registry.root / entry.name)
+        if reference is None:
+            log.warning("model '%s': no %s, so no drift scores (run its build)", entry.name, REFERENCE_FILE)
+            return
+        spec = manifest.monitoring
+        for variant in entry.variants.values():
+            self.monitors[(entry.name, variant.name)] = DriftMonitor(
+                reference, manifest.evaluation.output, spec.sample_rate, spec.window, spec.interval_s
+            )
 
     async def load_model(self, name: str, drain_timeout: float) -> ModelEntry:
-        """Load (or reload) a model from its repository folder. If it fails, the loaded version keeps serving."""
+        """Load (or reload) a model from its repository folder. If it fails, the loaded version keeps serving; the
+        new one takes over only once its batchers are warmed up."""
         entry, previous = await asyncio.to_thread(self.registry.reload, name)
+        serving = await self._prepare(entry) if entry.manifest is not None else {}
         failure = entry.error if entry.manifest is None else ""
         if entry.manifest is not None:
             default = entry.variants[entry.manifest.default]
-            if default.state is not VariantState.READY:
-                failure = f"default variant '{default.name}': {default.reason}"
+            if (name, default.name) not in serving:
+                failure = f"default variant '{default.name}': {default.not_ready_reason}"
         if failure:
+            await asyncio.gather(*(prepared.batcher.close(0) for prepared in serving.values()))
             await asyncio.to_thread(Registry.close_entry, entry)
             kept = " the loaded version keeps serving" if previous is not None else ""
             raise Unavailable(f"model '{name}' did not load:{kept} {failure}")
         retired = self._retire(name)
         self.registry.install(entry)
-        self._serve(entry)
+        self._install(entry, serving)
+        self.readiness_changed()
         await self._close_retired(retired, previous, drain_timeout)
         return entry
 
     async def unload_model(self, name: str, drain_timeout: float) -> ModelEntry:
         """Stop serving a model: what is queued for it finishes (up to ``drain_timeout``), then it is closed."""
         entry = self.registry.remove(name)
+        self.readiness_changed()
         await self._close_retired(self._retire(name), entry, drain_timeout)
         for variant in entry.variants.values():
             self.metrics.register_variant(name, variant.name, False)
@@ -141,6 +176,7 @@ class InferenceService:
         batchers finish what is queued within ``timeout_s`` and answer the rest 503, before uvicorn's own deadline
         would cut the connections."""
         self.draining = True
+        self.readiness_changed()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._close_once, timeout_s)
 
@@ -150,12 +186,21 @@ class InferenceService:
         return self._closing
 
     def not_ready_reasons(self) -> list[str]:
-        """Why the server is not ready; empty when it is."""
+        """Why the server is not ready (this worker, or with several, another); empty when it is."""
+        reasons = self._own_not_ready_reasons()
+        others = self.workers.others_not_ready()
+        return reasons or ([others] if others else [])
+
+    def _own_not_ready_reasons(self) -> list[str]:
         if self.draining:
             return ["the server is shutting down"]
         if not self.started:
             return ["models are still loading"]
         return self.registry.required_failures()
+
+    def readiness_changed(self) -> None:
+        """Publish this worker's readiness to the others (models loaded or unloaded, draining)."""
+        self.workers.publish(not self._own_not_ready_reasons())
 
     async def close(self, timeout: float) -> None:
         """Finish what is queued (up to ``timeout`` seconds) and stop every batcher."""
@@ -187,7 +232,7 @@ class InferenceService:
         """
         serving = self._serving.get((variant.model_name, variant.name))
         if serving is None:
-            detail = variant.reason or "it is still loading"
+            detail = variant.not_ready_reason or "it was unloaded"
             raise Unavailable(f"model '{variant.model_name}' variant '{variant.name}' is not ready: {detail}")
         serving.check(request)
         spec = variant.manifest.batching

@@ -42,16 +42,18 @@ def running_server(models: Path, *args: str, env: dict[str, str] | None = None, 
 
 @contextlib.contextmanager
 def server_process(
-    models: Path, *args: str, env: dict[str, str] | None = None, log: Path
+    models: Path, *args: str, env: dict[str, str] | None = None, log: Path, wait: bool = True
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """:func:`running_server`, also yielding the process (for its PID, memory, or signals)."""
+    """:func:`running_server`, also yielding the process (for its PID, memory, or signals); ``wait`` False yields
+    as soon as it is started."""
     port = free_port()
     command = [sys.executable, "-m", "app", "serve", "--port", str(port), "--models", str(models), "--no-build", *args]
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     address = f"127.0.0.1:{port}"
     try:
-        wait_ready(address, process, log)
+        if wait:
+            wait_ready(address, process, log)
         yield process, address
     finally:
         process.send_signal(signal.SIGINT)

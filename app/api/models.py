@@ -56,8 +56,7 @@ async def model_metadata(context: ContextDep, model: str, version: str | None = 
 async def model_ready(context: ContextDep, model: str, version: str | None = None) -> Response:
     variant = context.registry.resolve(model, version)
     if variant.state is not VariantState.READY:
-        detail = variant.reason or "loading"
-        raise Unavailable(f"model '{model}' variant '{variant.name}' is not ready: {detail}")
+        raise Unavailable(f"model '{model}' variant '{variant.name}' is not ready: {variant.not_ready_reason}")
     return Response(status_code=200)
 
 

@@ -84,6 +84,12 @@ class DynamicBatcher:
         self._slots = asyncio.Semaphore(self._spec.instances)
         self._task = asyncio.create_task(self._dispatch_loop(), name=f"batcher {self.label}")
 
+    async def warm_up(self, inputs: dict[str, np.ndarray], outputs: tuple[str, ...]) -> None:
+        """One model call on the batcher's own thread, outside the queue and the metrics, so lazy initialisation
+        (the thread, memory arenas, kernels chosen on the first run) is paid before readiness, not by the first
+        request. Raises what the model raises."""
+        await self._loop.run_in_executor(self._executor, self._runtime.infer, inputs, outputs)
+
     @property
     def depth(self) -> int:
         return self._queued

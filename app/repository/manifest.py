@@ -7,11 +7,12 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.protocol.codec import describe_validation_error
-from app.protocol.datatypes import DATATYPES
+from app.protocol.datatypes import DATATYPES, numpy_dtype
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MANIFEST_FILE = "model.yaml"
@@ -68,6 +69,15 @@ class TensorSpec(_Strict):
         if value is not None and not value[0] <= value[1]:
             raise ValueError(f"value_range [{value[0]}, {value[1]}] must list the lowest value first")
         return value
+
+    def example(self) -> np.ndarray:
+        """The smallest tensor this input accepts: one sample, every dynamic dimension 1, every value 1 (or the
+        nearest value inside ``value_range``; ones rather than zeros, so attention masks select something)."""
+        shape = [1 if dim == -1 else dim for dim in self.shape]
+        if self.datatype == "BYTES":
+            return np.full(shape, b"1", dtype=np.object_)
+        low, high = self.value_range or (1, 1)
+        return np.full(shape, min(max(1, low), high), dtype=numpy_dtype(self.datatype))
 
     def bounds(self) -> list[int]:
         """Per dimension, the largest size allowed (-1: any)."""

@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 class VariantState(StrEnum):
     LOADING = "LOADING"
+    LOADED = "LOADED"
+    """The runtime is loaded; the service has not yet started its batcher and run its warm-up call."""
     READY = "READY"
+    """Serving: an inference on it would be answered."""
     UNAVAILABLE = "UNAVAILABLE"
 
 
@@ -49,6 +52,13 @@ class Variant:
     @property
     def model_name(self) -> str:
         return self.manifest.name
+
+    @property
+    def not_ready_reason(self) -> str:
+        """Why it does not serve; empty when it does."""
+        if self.state is VariantState.READY:
+            return ""
+        return self.reason or {VariantState.LOADED: "warming up"}.get(self.state, "still loading")
 
     @property
     def name(self) -> str:
@@ -80,13 +90,15 @@ class Registry:
         self.root = root
         self.options = options
         self._models: dict[str, ModelEntry] = {}
+        self._required: set[str] = set()
+        """Models marked required, remembered after an unload: without them the server is not ready."""
 
     def scan(self) -> None:
         """Read every ``*/model.yaml`` under the root. Cheap: loads no model file."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
         for folder in sorted(path.parent for path in self.root.glob(f"*/{MANIFEST_FILE}")):
-            self._models[folder.name] = _read(folder)
+            self.install(_read(folder))
 
     def reload(self, name: str) -> tuple[ModelEntry, ModelEntry | None]:
         """Read one model's folder again and load its variants: ``(new entry, the entry it replaces)``. Blocking.
@@ -104,6 +116,10 @@ class Registry:
 
     def install(self, entry: ModelEntry) -> None:
         self._models[entry.name] = entry
+        if entry.manifest is not None and entry.manifest.required:
+            self._required.add(entry.name)
+        elif entry.manifest is not None:
+            self._required.discard(entry.name)
 
     def remove(self, name: str) -> ModelEntry:
         """Forget a model (its runtimes are closed by :meth:`close_entry` once nothing uses them)."""
@@ -138,7 +154,7 @@ class Registry:
             variant.state, variant.reason = VariantState.UNAVAILABLE, str(exc)
             log.error("model '%s' variant '%s' is unavailable: %s", variant.model_name, variant.name, exc)
             return
-        variant.runtime, variant.state = runtime, VariantState.READY
+        variant.runtime, variant.state = runtime, VariantState.LOADED
         variant.load_seconds = time.perf_counter() - started
         log.info(
             "loaded model '%s' variant '%s' (%s on %s) in %.2fs",
@@ -168,12 +184,16 @@ class Registry:
     def required_failures(self) -> list[str]:
         """Required models whose default variant does not serve, with the reason; empty when all do."""
         reasons = []
-        for entry in self._models.values():
-            if entry.manifest is None or not entry.manifest.required:
-                continue
-            variant = entry.variants[entry.manifest.default]
-            if variant.state is not VariantState.READY:
-                reasons.append(f"required model '{entry.name}' variant '{variant.name}': {variant.reason}")
+        for name in sorted(self._required):
+            entry = self._models.get(name)
+            if entry is None:
+                reasons.append(f"required model '{name}' is not loaded (it was unloaded)")
+            elif entry.manifest is None:
+                reasons.append(f"required model '{name}': {entry.error}")
+            else:
+                variant = entry.variants[entry.manifest.default]
+                if variant.state is not VariantState.READY:
+                    reasons.append(f"required model '{name}' variant '{variant.name}': {variant.not_ready_reason}")
         return reasons
 
     def close(self) -> None:

@@ -27,7 +27,22 @@ def test_variants_resolve_by_number_name_or_default(repository):
     assert registry.resolve("digits", None).name == "fp32"
     assert registry.resolve("digits", "2").name == "int8"
     assert registry.resolve("digits", "torchscript").version == 3
+
+
+def test_loaded_variants_are_not_ready_until_the_service_has_warmed_them_up(repository):
+    registry = _loaded(repository)
+    assert registry.resolve("digits", None).state is VariantState.LOADED
+    assert registry.required_failures() == ["required model 'digits' variant 'fp32': warming up"]
+    registry.resolve("digits", None).state = VariantState.READY
     assert registry.required_failures() == []
+
+
+def test_an_unloaded_required_model_keeps_the_server_not_ready_until_it_is_loaded_again(repository):
+    registry = _loaded(repository)
+    entry = registry.remove("digits")
+    assert registry.required_failures() == ["required model 'digits' is not loaded (it was unloaded)"]
+    registry.install(entry)
+    assert registry.required_failures() == ["required model 'digits' variant 'fp32': warming up"]
 
 
 @pytest.mark.parametrize(("model", "version", "error"), [("nope", None, NotFound), ("digits", "7", NotFound)])
@@ -40,7 +55,7 @@ def test_a_broken_manifest_leaves_the_other_models_serving(repository):
     (repository / "broken").mkdir()
     (repository / "broken" / "model.yaml").write_text("name: broken\ninputs: nope\n")
     registry = _loaded(repository)
-    assert registry.resolve("digits", None).state is VariantState.READY
+    assert registry.resolve("digits", None).state is VariantState.LOADED
     with pytest.raises(Unavailable, match=r"broken/model.yaml: inputs"):
         registry.resolve("broken", None)
 
@@ -51,8 +66,7 @@ def test_a_corrupt_file_marks_only_that_variant_unavailable(repository):
     int8 = registry.resolve("digits", "int8")
     assert int8.state is VariantState.UNAVAILABLE
     assert "onnxruntime cannot load model.int8.onnx" in int8.reason
-    assert registry.resolve("digits", "fp32").state is VariantState.READY
-    assert registry.required_failures() == []
+    assert registry.resolve("digits", "fp32").state is VariantState.LOADED
 
 
 def test_a_required_model_whose_default_variant_fails_keeps_the_server_not_ready(repository):
