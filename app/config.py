@@ -124,6 +124,13 @@ class Settings(BaseSettings):
             raise ValueError(f"the management API key must be at least {MIN_KEY_LENGTH} characters")
         return key
 
+    loop_lag_interval_s: float = Field(default=0.5, gt=0)
+    """How often the event loop's lag is sampled, from a thread of its own (``servometer_event_loop_lag_seconds``)."""
+
+    loop_stall_s: float = Field(default=5.0, ge=0)
+    """When the event loop has not run for this long, log the stack of every thread once, to show where it hangs;
+    0: never."""
+
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On shutdown, how long queued and running requests get to finish before they are failed."""
 

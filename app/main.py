@@ -7,6 +7,7 @@ Loading off the start-up path lets liveness answer at once while a large model l
 import asyncio
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,6 +33,7 @@ from app.routing.shadow import Shadows
 from app.service import InferenceService
 from app.telemetry.describe import describe
 from app.telemetry.gpu import GpuSampler, load_nvml
+from app.telemetry.loop_lag import LoopWatch
 from app.telemetry.metrics import Metrics
 from app.variants.reports import VariantReports
 from app.workers import WorkerReadiness
@@ -56,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watch = LoopWatch(metrics.loop_lag, settings.loop_lag_interval_s, settings.loop_stall_s, sys.stderr)
+        watch.start(asyncio.get_running_loop())
         registry.scan()
         loading = asyncio.create_task(_load(registry, service, reports, settings))
         gpus.start()
@@ -80,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if cache is not None:
                 await cache.close()
             registry.close()
+            watch.stop()
 
     app = ServometerApp(
         inference,

@@ -320,6 +320,14 @@ class Metrics:
             ["model", "variant", "result"], registry=self.registry,
         )  # fmt: skip
 
+        self.loop_lag = Gauge(
+            "servometer_event_loop_lag_seconds",
+            "How late the event loop ran a callback scheduled from another thread (sampled every "
+            "loop_lag_interval_s; while the loop stalls, the time so far). Every request waits at least this long.",
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
+
         self.gpu_available = Gauge(
             "servometer_gpu_available",
             "1 when NVML reports GPUs to sample, else 0.",
