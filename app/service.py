@@ -15,8 +15,9 @@ from app.cache.single_flight import SingleFlight
 from app.errors import ClientGone, InvalidRequest, ModelFailed, Unavailable
 from app.monitoring.drift import DriftMonitor
 from app.monitoring.feedback import FeedbackLedger
-from app.monitoring.reference import REFERENCE_FILE, load_reference
+from app.monitoring.reference import load_reference
 from app.protocol.codec import DecodedRequest, wants_binary
+from app.repository.manifest import REFERENCE_FILE
 from app.repository.registry import ModelEntry, Registry, Variant, VariantState
 from app.routing.router import Router
 from app.routing.shadow import Shadows

@@ -13,11 +13,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from app.monitoring.statistics import bin_edges, shares
-from app.repository.manifest import ModelManifest
+from app.repository.manifest import REFERENCE_FILE, ModelManifest
 from app.runtimes.base import RuntimeOptions
 from app.variants.quality import evaluated_output, load_evaluation
 
-REFERENCE_FILE = "reference-stats.json"
 FORMAT_VERSION = 1
 MAX_SAMPLE_SUMMARIES = 512
 

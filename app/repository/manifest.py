@@ -16,6 +16,8 @@ from app.protocol.datatypes import DATATYPES, numpy_dtype
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MANIFEST_FILE = "model.yaml"
+REFERENCE_FILE = "reference-stats.json"
+"""Written by the build for models with ``monitoring``: the evaluation set's statistics, which drift compares with."""
 
 Dim = Annotated[int, Field(ge=-1)]
 

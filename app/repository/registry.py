@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from app.errors import NotFound, Unavailable
+from app.repository.builder import incomplete_build
 from app.repository.manifest import (
     MANIFEST_FILE,
     NAME_PATTERN,
@@ -139,6 +140,8 @@ class Registry:
             self._load(variant)
 
     def _load(self, variant: Variant) -> None:
+        if variant.state is VariantState.UNAVAILABLE:  # known before loading (an incomplete build)
+            return
         started = time.perf_counter()
         try:
             runtime = load_runtime(
@@ -211,6 +214,12 @@ def _read(folder: Path) -> ModelEntry:
     entry = ModelEntry(manifest.name, manifest)
     for spec in manifest.variants:
         entry.variants[spec.name] = Variant(manifest, spec, versions[spec.name], folder / spec.file)
+    unbuilt = incomplete_build(folder)
+    if unbuilt:  # a failed or interrupted build: whatever files it left are not served
+        reason = f"{unbuilt}; run `servometer models build {folder.name}`"
+        log.error("model '%s' is unavailable: %s", folder.name, reason)
+        for variant in entry.variants.values():
+            variant.state, variant.reason = VariantState.UNAVAILABLE, reason
     return entry
 
 

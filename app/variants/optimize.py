@@ -21,8 +21,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 import yaml
 
-from app.monitoring.reference import REFERENCE_FILE, write_reference
-from app.repository.manifest import MANIFEST_FILE, ModelManifest, load_manifest
+from app.monitoring.reference import write_reference
+from app.repository.manifest import MANIFEST_FILE, REFERENCE_FILE, ModelManifest, load_manifest
 from app.runtimes.base import RuntimeOptions
 from app.variants.quality import EvaluationSet, Quality, evaluated_output, load_calibration, load_evaluation, measure
 
@@ -213,6 +213,9 @@ def _replace_if_valid(staged: Path, path: Path) -> None:
     """Move the rewritten manifest into place only if it still validates."""
     try:
         ModelManifest.model_validate(yaml.safe_load(staged.read_text()))
+        # A temporary file is private (0600): the manifest keeps its own mode, or a server running as another user
+        # (the container's) could no longer read it.
+        staged.chmod(path.stat().st_mode & 0o7777)
         staged.replace(path)
     finally:
         staged.unlink(missing_ok=True)

@@ -2,8 +2,9 @@ import shutil
 
 import pytest
 
-from app.repository.builder import build_models
-from app.repository.registry import file_digest
+from app.repository.builder import BUILD_RECORD, BuildRecord, build_models, incomplete_build
+from app.repository.registry import Registry, VariantState, file_digest
+from app.runtimes.base import RuntimeOptions
 from tests.helpers import MODELS
 
 
@@ -31,6 +32,8 @@ def test_digits_builds_byte_for_byte_the_same_every_time(tmp_path):
         "model.fp32.onnx", "model.int8.onnx", "model.torchscript.pt", "heldout.npz", "calibration.npz",
         "model.fp32-opt.onnx", "model.int8-dynamic.onnx", "model.fp16.onnx",
     }  # fmt: skip
+    record = BuildRecord.model_validate_json((folder / BUILD_RECORD).read_bytes())
+    assert set(record.files) == {*digests, "reference-stats.json"}  # every file the build wrote
     assert [r.detail for r in build_models(tmp_path)] == ["up to date"]
     assert [r.built for r in build_models(tmp_path, force=True)] == [True]
     assert _digests(folder) == digests
@@ -51,3 +54,59 @@ def test_a_script_that_does_not_produce_the_files_is_an_error(tmp_path):
     (folder / "build.py").write_text("print('did nothing')\n")
     with pytest.raises(RuntimeError, match="did not produce"):
         build_models(tmp_path)
+
+
+# Writes the files the manifest names, one at a time, and dies before the last: an interrupted or failing build.
+_DIES_HALFWAY = """
+import shutil, sys
+from pathlib import Path
+source = Path(sys.argv[0]).resolve().parent.parent.parent / "built"
+for name in sorted(p.name for p in source.iterdir())[:-1]:
+    shutil.copy(source / name, name)
+raise SystemExit(1)
+"""
+
+
+def test_a_build_that_fails_halfway_is_not_served_and_the_next_build_redoes_it(tmp_path):
+    built = tmp_path / "built"  # the demo's built files, for the dying script to copy from
+    built.mkdir()
+    for name in ("model.fp32.onnx", "model.int8.onnx", "model.torchscript.pt", "model.fp32-opt.onnx",
+                 "model.int8-dynamic.onnx", "model.fp16.onnx", "heldout.npz", "calibration.npz",
+                 "reference-stats.json"):  # fmt: skip
+        shutil.copy(MODELS / "digits" / name, built / name)
+    repository = tmp_path / "models"
+    folder = _fresh_digits(repository)
+    real_script = (folder / "build.py").read_text()
+    (folder / "build.py").write_text(_DIES_HALFWAY)
+    with pytest.raises(RuntimeError, match="failed with exit code 1"):
+        build_models(repository)
+    assert (folder / "model.fp32.onnx").is_file()  # it got that far
+    assert "its build has not completed" in incomplete_build(folder)
+
+    registry = Registry(repository, RuntimeOptions())
+    registry.scan()
+    registry.load_all()
+    fp32 = registry.resolve("digits", "fp32")
+    assert fp32.state is VariantState.UNAVAILABLE
+    assert "run `servometer models build digits`" in fp32.reason
+    assert registry.required_failures()
+
+    (folder / "build.py").write_text(real_script)
+    (result,) = build_models(repository)  # as the next `servometer serve` does
+    assert result.built
+    assert incomplete_build(folder) == ""
+
+
+def test_a_complete_build_missing_one_of_its_files_is_built_again(tmp_path):
+    folder = _fresh_digits(tmp_path)
+    for name in ("build.py", "model.yaml"):
+        shutil.copy(MODELS / "digits" / name, folder / name)
+    for name in BuildRecord.model_validate_json((MODELS / "digits" / BUILD_RECORD).read_bytes()).files:
+        shutil.copy(MODELS / "digits" / name, folder / name)
+    shutil.copy(MODELS / "digits" / BUILD_RECORD, folder / BUILD_RECORD)
+    assert incomplete_build(folder) == ""
+    (folder / "reference-stats.json").unlink()
+    assert incomplete_build(folder) == "files of its build are gone: ['reference-stats.json']"
+    (result,) = build_models(tmp_path)
+    assert result.built
+    assert (folder / "reference-stats.json").is_file()

@@ -74,7 +74,7 @@ def test_a_required_model_whose_default_variant_fails_keeps_the_server_not_ready
     registry = _loaded(repository)
     (reason,) = registry.required_failures()
     assert "required model 'digits' variant 'fp32'" in reason
-    assert "does not exist" in reason
+    assert "files of its build are gone: ['model.fp32.onnx']" in reason
 
 
 def test_a_manifest_that_disagrees_with_the_file_marks_the_variant_unavailable(repository):

@@ -19,6 +19,7 @@ def digits(tmp_path, demo_models):
     manifest = yaml.safe_load((folder / "model.yaml").read_text())
     manifest["variants"] = [v for v in manifest["variants"] if v["name"] not in PRODUCED]
     (folder / "model.yaml").write_text("# kept comment\n" + yaml.safe_dump(manifest, sort_keys=False))
+    (folder / "model.yaml").chmod(0o644)
     for name in PRODUCED:
         (folder / f"model.{name}.onnx").unlink()
     return folder
@@ -45,6 +46,7 @@ def test_every_onnx_kind_is_produced_agrees_with_the_reference_and_is_listed(dig
     assert listed["fp16"].precision == "fp16"
     text = (digits / "model.yaml").read_text()
     assert text.startswith("# kept comment\n")
+    assert (digits / "model.yaml").stat().st_mode & 0o777 == 0o644  # readable by a server running as another user
     optimize(digits)
     assert (digits / "model.yaml").read_text() == text  # a re-run changes nothing
     assert not list(digits.glob(".*staging*"))
