@@ -196,7 +196,15 @@ _RUN_OPTIONS = (
 
 
 def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging set-up, extended to the ``app`` loggers (model loading, failures)."""
+    """uvicorn's logging set-up, extended to the ``app`` loggers (model loading, failures), each line naming the
+    client's X-Request-Id when it is about one request."""
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["loggers"]["app"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    config["filters"] = {"request_id": {"()": "app.telemetry.request_ids.RequestIdFilter"}}
+    for handler in ("default", "access"):
+        config["handlers"][handler]["filters"] = ["request_id"]
+    config["formatters"]["default"]["fmt"] = "%(levelprefix)s%(request)s %(message)s"
+    config["formatters"]["access"]["fmt"] = (
+        '%(levelprefix)s%(request)s %(client_addr)s - "%(request_line)s" %(status_code)s'
+    )
     return config

@@ -19,8 +19,9 @@ from starlette.types import ASGIApp
 
 from app import __version__, shutdown
 from app.api import router
+from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
-from app.api.infer import InferenceEndpoint, Receive, Scope, Send, match_infer
+from app.api.infer import InferenceEndpoint, Message, Receive, Scope, Send, match_infer
 from app.api.metrics import serve_metrics_port
 from app.api.openapi import install_openapi
 from app.api.security import KeyCheck, refuse, with_security_headers
@@ -35,6 +36,7 @@ from app.telemetry.describe import describe
 from app.telemetry.gpu import GpuSampler, load_nvml
 from app.telemetry.loop_lag import LoopWatch
 from app.telemetry.metrics import Metrics
+from app.telemetry.request_ids import HEADER, REQUEST_ID, request_id_of
 from app.variants.reports import VariantReports
 from app.workers import WorkerReadiness
 
@@ -94,10 +96,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Open Inference Protocol (KServe v2) gateway with built-in performance telemetry.",
         lifespan=lifespan,
+        docs_url=None,  # served from a package instead of a CDN: app/api/docs.py
+        redoc_url=None,
     )
     app.state.context = context
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)
     app.include_router(router)
     return app
 
@@ -122,6 +127,15 @@ class ServometerApp(FastAPI):
         await self._entry(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                request_id = request_id_of(scope["headers"])
+            except ValueError as exc:
+                await refuse(send, 400, str(exc))
+                return
+            if request_id is not None:
+                REQUEST_ID.set(request_id.decode())  # this request's task only: each request runs in its own
+                send = _echo_request_id(send, request_id)
         if scope["type"] == "http" and (self.keys.enabled or scope["path"].startswith("/v2/repository")):
             refusal = self.keys.refusal(scope)
             if refusal is not None:
@@ -132,6 +146,15 @@ class ServometerApp(FastAPI):
             await super().__call__(scope, receive, with_security_headers(send) if scope["type"] == "http" else send)
         else:
             await self.inference(match, scope, receive, send)
+
+
+def _echo_request_id(send: Send, request_id: bytes) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (HEADER, request_id)]
+        await send(message)
+
+    return sending
 
 
 FLUSH_INTERVAL_S = 1.0

@@ -237,10 +237,15 @@ class InferenceService:
             raise Unavailable(f"model '{variant.model_name}' variant '{variant.name}' is not ready: {detail}")
         serving.check(request)
         spec = variant.manifest.batching
+        wanted = serving.outputs if request.outputs is None else tuple(o.name for o in request.outputs)
+        monitor = self.monitors.get((variant.model_name, variant.name))
+        if monitor is not None and monitor.output not in wanted:
+            # The answer's id carries the predicted class, so it is computed even when only the label is asked for.
+            wanted = (*wanted, monitor.output)
         job = _Job(
             serving,
             {t.name: t.array for t in request.inputs},
-            serving.outputs if request.outputs is None else tuple(o.name for o in request.outputs),
+            wanted,
             priority_level(spec, request.parameters),
             queue_timeout(spec, request.parameters),
             client_gone,
@@ -259,23 +264,23 @@ class InferenceService:
             outputs = [(name, produced[name], wants_binary(request, None)) for name in job.outputs]
         else:
             outputs = [(o.name, produced[o.name], wants_binary(request, o)) for o in request.outputs]
-        monitor = self.monitors.get((variant.model_name, variant.name))
         if monitor is None:
             return InferenceResult(outputs, status)
         monitor.observe(job.inputs, produced)
-        return InferenceResult(outputs, status, self._issue_response_id(variant, produced))
+        return InferenceResult(outputs, status, self._issue_response_ids(variant, produced[monitor.output]))
 
-    def _issue_response_id(self, variant: Variant, produced: dict[str, np.ndarray]) -> str | None:
+    def _issue_response_ids(self, variant: Variant, scored: np.ndarray) -> str:
+        """One id per sample, comma-separated in the samples' order: feedback judges each answer on its own."""
         manifest = variant.manifest
         assert manifest.evaluation is not None
         assert manifest.monitoring is not None
-        predicted: int | None = None
+        samples = len(scored)
         if manifest.evaluation.task == "classification":
-            output = produced.get(manifest.evaluation.output)
-            if output is None or len(output) != 1:  # feedback scores one answer: single-sample requests only
-                return None
-            predicted = int(output.reshape(1, -1).argmax())
-        return self.feedback.issue(variant.model_name, variant.name, predicted, manifest.monitoring.feedback_ttl_s)
+            predictions: list[int | None] = [int(c) for c in scored.reshape(samples, -1).argmax(axis=1)]
+        else:
+            predictions = [None] * samples
+        ttl = manifest.monitoring.feedback_ttl_s
+        return ",".join(self.feedback.issue(variant.model_name, variant.name, p, ttl) for p in predictions)
 
     async def evaluate_drift(self, now: float) -> None:
         """Recompute the drift scores of every monitor whose interval has passed (in a worker thread)."""

@@ -36,8 +36,8 @@ WATCH_AFTER_S = 0.02
 
 
 def match_infer(scope: Scope) -> re.Match[str] | None:
-    """The model / version of an inference request's path, or None for any other request."""
-    if scope["type"] != "http" or scope["method"] != "POST":
+    """The model / version of a request on an inference path (any method), or None for any other request."""
+    if scope["type"] != "http":
         return None
     return INFER_PATH.match(scope["path"])
 
@@ -49,7 +49,15 @@ class InferenceEndpoint:
 
     async def __call__(self, match: re.Match[str], scope: Scope, receive: Receive, send: Send) -> None:
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-        status, response_headers, body = await self.respond(match[1], match[2], headers, receive)
+        if scope["method"] != "POST":
+            message = f"{scope['method']} is not allowed on an inference path; send the request with POST"
+            status, response_headers, body = (
+                405,
+                {"content-type": "application/json", "allow": "POST"},
+                error_body(message),
+            )
+        else:
+            status, response_headers, body = await self.respond(match[1], match[2], headers, receive)
         raw_headers = [(name.encode(), value.encode()) for name, value in response_headers.items()]
         raw_headers.append((b"content-length", str(len(body)).encode()))
         raw_headers.extend(SECURITY_HEADERS)

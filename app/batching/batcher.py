@@ -24,6 +24,7 @@ from app.errors import ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, Se
 from app.repository.manifest import BatchingSpec
 from app.runtimes.base import Runtime
 from app.telemetry.metrics import VariantMetrics
+from app.telemetry.request_ids import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class DynamicBatcher:
             level=level,
             enqueued_at=now,
             future=self._loop.create_future(),
+            request_id=REQUEST_ID.get(),
         )
         if timeout is not None:
             pending.timer = self._loop.call_later(timeout, self._expire, pending, timeout)
@@ -317,8 +319,8 @@ class DynamicBatcher:
         except TimeoutError:
             limit = f"{self._compute_timeout * 1000:g} ms"
             _fail(job.members, ComputeTimeout(f"{self.label} did not finish within compute_timeout_ms ({limit})"))
-            log.error("%s: a call on %d samples ran past %s; its instance is busy until it returns", self.label,
-                      job.samples, limit)  # fmt: skip
+            log.error("%s: a call on %d samples ran past %s; its instance is busy until it returns%s", self.label,
+                      job.samples, limit, _requests(job.members))  # fmt: skip
             call.add_done_callback(lambda _: self._release())
             return
         except asyncio.CancelledError:  # shutdown gave up on a model that would not finish
@@ -343,7 +345,9 @@ class DynamicBatcher:
             self._finish(job, *outcome)
 
     def _failed(self, job: _Job, exc: Exception) -> None:
-        log.error("%s failed on a batch of %d: %s", self.label, job.samples, exc, exc_info=exc)
+        log.error(
+            "%s failed on a batch of %d%s: %s", self.label, job.samples, _requests(job.members), exc, exc_info=exc
+        )
         _fail(job.members, ModelFailed(f"{self.label} failed: {exc}"))
 
     def _finish(self, job: _Job, produced: dict[str, np.ndarray], seconds: float) -> None:
@@ -400,3 +404,9 @@ def _fail(members: list[PendingRequest], error: ServingError) -> None:
     for member in members:
         if not member.future.done():
             member.future.set_exception(error)
+
+
+def _requests(members: list[PendingRequest]) -> str:
+    """The X-Request-Ids of a batch's requests, for its log lines."""
+    ids = [member.request_id for member in members if member.request_id is not None]
+    return f" (requests {', '.join(ids)})" if ids else ""

@@ -27,3 +27,5 @@ class PendingRequest:
     future: asyncio.Future[dict[str, np.ndarray]]
     queued: bool = True
     timer: asyncio.TimerHandle | None = field(default=None)
+    request_id: str | None = None
+    """The client's X-Request-Id, named when its batch fails."""

@@ -1,3 +1,4 @@
+import re
 import threading
 import time
 
@@ -63,3 +64,25 @@ def test_openapi_documents_the_inference_request_body(client):
         assert "inputs" in schema["components"]["schemas"][reference]["properties"]
         assert "application/octet-stream" in body
     assert "RequestInput" in schema["components"]["schemas"]
+
+
+def test_the_docs_page_loads_swagger_ui_from_the_server_itself_not_a_cdn(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "http://" not in page.text
+    assert "https://" not in page.text.replace("https://fastapi.tiangolo.com", "")
+    assets = re.findall(r'(?:src|href)="(/[^"]+)"', page.text)
+    assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"} <= set(assets)
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert "url: '/openapi.json'" in page.text
+    assert client.get("/openapi.json").json()["openapi"].startswith("3.1")  # which Swagger UI 5 renders
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_an_inference_path_answers_other_methods_405_with_allow_post(client, method):
+    for path in ("/v2/models/digits/infer", "/v2/models/digits/versions/2/infer", "/v2/models/nope/infer"):
+        response = client.request(method, path)
+        assert response.status_code == 405
+        assert response.headers["allow"] == "POST"
+        assert response.json() == {"error": f"{method} is not allowed on an inference path; send the request with POST"}

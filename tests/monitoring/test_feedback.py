@@ -65,6 +65,28 @@ async def test_feedback_with_known_labels_gives_the_exact_live_accuracy(tmp_path
         assert incorrect == sum(p != c for p, c in zip(predicted, claimed, strict=True))
 
 
+async def test_label_only_and_several_sample_answers_carry_one_id_per_sample_each_judged_on_its_own(
+    tmp_path, demo_models
+):
+    images = digits_images(5)
+    body = orjson.dumps({
+        "inputs": [{"name": "image", "datatype": "FP32", "shape": [5, 1, 8, 8], "data": images.reshape(-1).tolist()}],
+        "outputs": [{"name": "label"}],
+    })  # fmt: skip
+    async with async_app(_repository(tmp_path), cache_backend="off") as (app, client):
+        response = await client.post("/v2/models/digits/infer", content=body, headers=JSON)
+        assert [output["name"] for output in response.json()["outputs"]] == ["label"]  # only what was asked for
+        labels = response.json()["outputs"][0]["data"]
+        ids = response.json()["parameters"]["response_id"].split(",")
+        assert response.headers["servometer-response-id"] == ",".join(ids)
+        assert len(set(ids)) == 5
+        for index, (response_id, label) in enumerate(zip(ids, labels, strict=True)):
+            truth = label if index < 3 else (label + 1) % 10  # three right, two wrong
+            judged = await client.post("/v2/models/digits/feedback", json={"id": response_id, "label": truth})
+            assert judged.json() == {"correct": index < 3}
+        assert _gauge(app, "servometer_live_accuracy", model="digits", variant="fp32") == 0.6
+
+
 async def test_unknown_repeated_or_mismatched_feedback_gets_a_clear_4xx(tmp_path, demo_models):
     async with async_app(_repository(tmp_path), cache_backend="off") as (_, client):
         response = await client.post("/v2/models/digits/infer", content=_body(digits_images(1)[0]), headers=JSON)
