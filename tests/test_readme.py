@@ -16,7 +16,9 @@ def test_readme_documents_every_setting_with_its_environment_variable():
 def test_readme_gives_exactly_the_two_setup_commands_and_ci_runs_the_test_one():
     assert "```sh\nmake serve\n```" in README
     assert "```sh\nmake test\n```" in README
-    assert "exec make test" in (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\nmake test\n" in ci
+    assert "\npython3 tests/fresh_setup.py\n" in ci  # the serve command, as a new user runs it
 
 
 def test_every_test_the_threat_model_points_to_exists():
