@@ -61,32 +61,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         watch = LoopWatch(metrics.loop_lag, settings.loop_lag_interval_s, settings.loop_stall_s, sys.stderr)
-        watch.start(asyncio.get_running_loop())
-        registry.scan()
-        loading = asyncio.create_task(_load(registry, service, reports, settings))
-        gpus.start()
-        flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S))
-        drift = asyncio.create_task(_drift_every(service, DRIFT_TICK_S))
-        metrics_server = None if settings.metrics_port is None else await serve_metrics_port(context)
-        forget_drain = shutdown.on_drain(lambda: service.begin_drain(shutdown.remaining(settings.drain_timeout_s)))
-        try:
-            yield
-        finally:
-            forget_drain()
-            if metrics_server is not None:
-                metrics_server.close()
-            loading.cancel()
-            flushing.cancel()
-            drift.cancel()
-            await gpus.close()
-            metrics.close()
-            inference.disconnects.close()
-            await reports.close()
-            await service.close(shutdown.remaining(settings.drain_timeout_s))
-            if cache is not None:
-                await cache.close()
-            registry.close()
-            watch.stop()
+        with watch.watching(asyncio.get_running_loop()):
+            registry.scan()
+            loading = asyncio.create_task(_load(registry, service, reports, settings))
+            gpus.start()
+            flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S))
+            drift = asyncio.create_task(_drift_every(service, DRIFT_TICK_S))
+            metrics_server = None if settings.metrics_port is None else await serve_metrics_port(context)
+            forget_drain = shutdown.on_drain(lambda: service.begin_drain(shutdown.remaining(settings.drain_timeout_s)))
+            try:
+                yield
+            finally:
+                forget_drain()
+                if metrics_server is not None:
+                    metrics_server.close()
+                loading.cancel()
+                flushing.cancel()
+                drift.cancel()
+                await gpus.close()
+                metrics.close()
+                inference.disconnects.close()
+                await reports.close()
+                await service.close(shutdown.remaining(settings.drain_timeout_s))
+                if cache is not None:
+                    await cache.close()
+                registry.close()
 
     app = ServometerApp(
         inference,
@@ -120,7 +119,8 @@ class ServometerApp(FastAPI):
         if cors_origins:
             self._entry = CORSMiddleware(
                 self._dispatch, allow_origins=cors_origins, allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "inference-header-content-length"],
+                allow_headers=["authorization", "content-type", "inference-header-content-length", "x-request-id"],
+                expose_headers=["x-request-id", "servometer-variant", "servometer-response-id", "servometer-cache"],
             )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

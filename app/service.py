@@ -19,6 +19,7 @@ from app.monitoring.reference import load_reference
 from app.protocol.codec import DecodedRequest, wants_binary
 from app.repository.manifest import REFERENCE_FILE
 from app.repository.registry import ModelEntry, Registry, Variant, VariantState
+from app.repository.warmup import warmup_inputs
 from app.routing.router import Router
 from app.routing.shadow import Shadows
 from app.telemetry.metrics import Metrics, VariantMetrics
@@ -77,16 +78,20 @@ class InferenceService:
         self.draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._lifecycle = asyncio.Lock()
+        """One start, load or unload at a time: two of them would each retire what the other installs."""
 
     async def start(self) -> None:
         """Give every loaded variant its batcher and warm it up; call from the event loop once the registry has
-        loaded. Each variant turns ready as soon as its warm-up call returns."""
+        loaded. Each model's variants turn ready as soon as its warm-up calls have returned."""
         self._loop = asyncio.get_running_loop()
-        entries = self.registry.models()
-        for entry, serving in zip(entries, await asyncio.gather(*map(self._prepare, entries)), strict=True):
-            self._install(entry, serving)
-        self.started = True
+        async with self._lifecycle:
+            await asyncio.gather(*(self._start_model(entry) for entry in self.registry.models()))
+            self.started = True
         self.readiness_changed()
+
+    async def _start_model(self, entry: ModelEntry) -> None:
+        self._install(entry, await self._prepare(entry))
 
     async def _prepare(self, entry: ModelEntry) -> dict[tuple[str, str], _Serving]:
         """A running, warmed-up batcher for every loaded variant of ``entry``; a variant whose warm-up call fails
@@ -101,9 +106,11 @@ class InferenceService:
             batcher.start()
             outputs = tuple(spec.name for spec in variant.manifest.outputs)
             try:
-                await batcher.warm_up({spec.name: spec.example() for spec in variant.manifest.inputs}, outputs)
+                await batcher.warm_up(warmup_inputs(self.registry.root / entry.name, variant.manifest), outputs)
             except Exception as exc:  # a model that cannot answer one call is not served
                 await batcher.close(0)
+                await asyncio.to_thread(variant.runtime.close)
+                variant.runtime = None
                 variant.state, variant.reason = VariantState.UNAVAILABLE, f"its warm-up call failed: {exc}"
                 log.error("%s is unavailable: %s", label, variant.reason)
                 continue
@@ -133,6 +140,10 @@ class InferenceService:
     async def load_model(self, name: str, drain_timeout: float) -> ModelEntry:
         """Load (or reload) a model from its repository folder. If it fails, the loaded version keeps serving; the
         new one takes over only once its batchers are warmed up."""
+        async with self._lifecycle:
+            return await self._load_model(name, drain_timeout)
+
+    async def _load_model(self, name: str, drain_timeout: float) -> ModelEntry:
         entry, previous = await asyncio.to_thread(self.registry.reload, name)
         serving = await self._prepare(entry) if entry.manifest is not None else {}
         failure = entry.error if entry.manifest is None else ""
@@ -154,12 +165,13 @@ class InferenceService:
 
     async def unload_model(self, name: str, drain_timeout: float) -> ModelEntry:
         """Stop serving a model: what is queued for it finishes (up to ``drain_timeout``), then it is closed."""
-        entry = self.registry.remove(name)
-        self.readiness_changed()
-        await self._close_retired(self._retire(name), entry, drain_timeout)
-        for variant in entry.variants.values():
-            self.metrics.register_variant(name, variant.name, False)
-        return entry
+        async with self._lifecycle:
+            entry = self.registry.remove(name)
+            self.readiness_changed()
+            await self._close_retired(self._retire(name), entry, drain_timeout)
+            for variant in entry.variants.values():
+                self.metrics.register_variant(name, variant.name, False)
+            return entry
 
     def _retire(self, model: str) -> list[_Serving]:
         for key in [key for key in self.monitors if key[0] == model]:

@@ -54,6 +54,7 @@ async def test_a_variant_is_ready_only_after_its_warm_up_call_and_that_call_is_t
     assert service.registry.resolve("digits", "fp32").state is VariantState.READY
     assert service.not_ready_reasons() == []
     assert gated.batch_sizes() == [1]  # the warm-up: one sample, before any request
+    np.testing.assert_array_equal(gated.calls[0]["image"], digits_images(1))  # a real one: the evaluation data's
     result = await service.infer(fp32, _request(digits_images(2)))
     assert result.outputs[0][1].shape[0] == 2
     await service.close(5)
@@ -85,4 +86,19 @@ async def test_unloading_a_required_model_makes_the_server_not_ready_until_it_is
     entry = await service.load_model("digits", drain_timeout=5)
     assert entry.variants["fp32"].state is VariantState.READY
     assert service.not_ready_reasons() == []
+    await service.close(5)
+
+
+async def test_concurrent_loads_of_one_model_leave_one_version_serving_and_close_the_others(repository):
+    service = _service(repository)
+    await service.start()
+    original = service.registry.get("digits")
+    first, second = await asyncio.gather(*(service.load_model("digits", drain_timeout=5) for _ in range(2)))
+    serving = service.registry.get("digits")
+    assert serving is second  # loads run one after the other: the second replaced the first
+    for entry in (original, first):
+        assert all(variant.runtime is None for variant in entry.variants.values())  # closed, not leaked
+    fp32 = serving.variants["fp32"]
+    result = await service.infer(fp32, _request(digits_images(1)))
+    assert result.outputs[0][1].shape[0] == 1
     await service.close(5)

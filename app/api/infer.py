@@ -7,6 +7,7 @@ go straight into numpy. The route is described in the OpenAPI document by :mod:`
 """
 
 import asyncio
+import contextvars
 import logging
 import re
 import time
@@ -106,7 +107,9 @@ class InferenceEndpoint:
                 parameters=parameters,
             )
             response_headers = {**encoded.headers, "servometer-variant": variant.name, "servometer-cache": result.cache}
-            if result.response_id is not None:
+            if result.response_id is not None and "," not in result.response_id:
+                # One id per sample would make a header of kilobytes for a large batch, past what proxies and
+                # clients accept: several ids travel in parameters.response_id only.
                 response_headers["servometer-response-id"] = result.response_id
             content = encoded.body
             encoding = compression.choose_encoding(headers.get("accept-encoding"))
@@ -171,8 +174,8 @@ class DisconnectWatch:
 
     def track(self, receive: Receive) -> _Watched:
         loop = asyncio.get_running_loop()
-        if self._sweeper is None:
-            self._sweeper = loop.create_task(self._sweep())
+        if self._sweeper is None:  # started by some request: not in that request's context (its X-Request-Id)
+            self._sweeper = loop.create_task(self._sweep(), context=contextvars.Context())
         watched = _Watched(receive, loop.create_future(), loop.time())
         self._watched.add(watched)
         return watched

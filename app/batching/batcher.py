@@ -10,6 +10,7 @@ thread handoff would.
 """
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
@@ -83,7 +84,11 @@ class DynamicBatcher:
         self._loop = asyncio.get_running_loop()
         self._arrival = asyncio.Event()
         self._slots = asyncio.Semaphore(self._spec.instances)
-        self._task = asyncio.create_task(self._dispatch_loop(), name=f"batcher {self.label}")
+        # A context of its own: started while a request is handled (a model load), it must not carry that
+        # request's X-Request-Id into the log lines of every batch after.
+        self._task = asyncio.create_task(
+            self._dispatch_loop(), name=f"batcher {self.label}", context=contextvars.Context()
+        )
 
     async def warm_up(self, inputs: dict[str, np.ndarray], outputs: tuple[str, ...]) -> None:
         """One model call on the batcher's own thread, outside the queue and the metrics, so lazy initialisation

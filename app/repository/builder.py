@@ -6,7 +6,8 @@ Scripts run in a child process: their heavy imports (torch, transformers) never 
 A build is all or nothing: its record (``build.json``) is removed before the script starts and written last,
 listing every file the build wrote, once the script has succeeded and every file the manifest needs (variants,
 evaluation and calibration data, reference statistics for monitoring) is on disk. A folder with a build script and
-no complete record is built again by the next ``serve``, and the registry does not serve it.
+no complete record (or with a recorded file gone or of another size) is built again by the next ``serve``, and
+the registry does not serve it meanwhile.
 """
 
 import os
@@ -16,18 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
-
+from app.repository.build_record import BUILD_RECORD, BUILD_SCRIPT, BuildRecord, incomplete_build
 from app.repository.manifest import MANIFEST_FILE, REFERENCE_FILE, ManifestError, ModelManifest, load_manifest
-
-BUILD_SCRIPT = "build.py"
-BUILD_RECORD = "build.json"
-
-
-class BuildRecord(BaseModel):
-    """What a completed build wrote: file name -> size in bytes."""
-
-    files: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -54,22 +45,6 @@ def missing_files(folder: Path) -> list[str]:
     return [name for name in needed_files(load_manifest(folder)) if not (folder / name).is_file()]
 
 
-def incomplete_build(folder: Path) -> str:
-    """Why a folder with a build script is not completely built; empty when it is (or has no script)."""
-    if not (folder / BUILD_SCRIPT).is_file():
-        return ""
-    try:
-        record = BuildRecord.model_validate_json((folder / BUILD_RECORD).read_bytes())
-    except FileNotFoundError:
-        return f"its build has not completed (no {BUILD_RECORD})"
-    except (OSError, ValidationError) as exc:
-        return f"its {BUILD_RECORD} is unreadable: {exc}"
-    gone = sorted(name for name in record.files if not (folder / name).is_file())
-    if gone:
-        return f"files of its build are gone: {gone}"
-    return ""
-
-
 def build_models(root: Path, names: list[str] | None = None, force: bool = False) -> list[BuildResult]:
     """Build the named models (all with a build script when None) that are not completely built, or all if
     ``force``."""
@@ -90,7 +65,11 @@ def build_models(root: Path, names: list[str] | None = None, force: bool = False
         if not script.is_file():
             results.append(BuildResult(folder.name, False, f"no {BUILD_SCRIPT}; missing files: {missing or 'none'}"))
             continue
-        why = "forced" if force else incomplete_build(folder) or (f"missing {missing}" if missing else "")
+        why = (
+            "forced"
+            if force
+            else incomplete_build(folder, check_sizes=True) or (f"missing {missing}" if missing else "")
+        )
         if not why:
             results.append(BuildResult(folder.name, False, "up to date"))
             continue

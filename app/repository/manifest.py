@@ -281,6 +281,12 @@ class ModelManifest(_Strict):
         if self.default_variant is not None and self.default_variant not in names:
             raise ValueError(f"default_variant '{self.default_variant}' is not one of the variants {names}")
         self._check_routing(names)
+        for tensor in self.outputs:
+            if tensor.value_range is not None or tensor.finite_only:
+                raise ValueError(f"output '{tensor.name}': value_range and finite_only apply to inputs only")
+        for tensor in self.inputs:
+            if tensor.value_range is not None and tensor.datatype in ("BYTES", "BOOL"):
+                raise ValueError(f"input '{tensor.name}': value_range needs a numeric datatype, not {tensor.datatype}")
         if self.batching.max_batch_size > 1:
             fixed = [t.name for t in self.inputs + self.outputs if t.shape[0] != -1]
             if fixed:

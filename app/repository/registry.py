@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from app.errors import NotFound, Unavailable
-from app.repository.builder import incomplete_build
+from app.repository.build_record import incomplete_build
 from app.repository.manifest import (
     MANIFEST_FILE,
     NAME_PATTERN,

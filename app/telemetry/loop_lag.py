@@ -8,10 +8,12 @@ of every thread once (faulthandler), which shows where the loop hangs.
 """
 
 import asyncio
+import contextlib
 import faulthandler
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 log = logging.getLogger(__name__)
@@ -26,20 +28,34 @@ class LoopWatch:
         self._stall_s = stall_s
         self._dump_to = dump_to
         self._stopped = threading.Event()
+        self._waiting_for: threading.Event | None = None
         self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def watching(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+        """Watch ``loop`` for the duration of the block, however it ends."""
+        self.start(loop)
+        try:
+            yield
+        finally:
+            self.stop()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._thread = threading.Thread(target=self._watch, args=(loop,), name="servometer-loop-watch", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Called from the loop itself at shutdown: wakes the thread rather than let it wait for the loop."""
         self._stopped.set()
+        waiting_for = self._waiting_for
+        if waiting_for is not None:
+            waiting_for.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         while not self._stopped.wait(self._interval_s):
-            ran = threading.Event()
+            ran = self._waiting_for = threading.Event()
             ran_at: list[float] = []
             sent = time.monotonic()
             try:
@@ -47,7 +63,7 @@ class LoopWatch:
             except RuntimeError:  # the loop is closed: the server is gone
                 return
             self._wait_for(ran, sent)
-            if ran_at:
+            if ran_at and not self._stopped.is_set():
                 self._gauge.set(ran_at[0] - sent)
 
     def _wait_for(self, ran: threading.Event, sent: float) -> None:
@@ -61,7 +77,10 @@ class LoopWatch:
             if self._stall_s and lag >= self._stall_s and not dumped:
                 dumped = True
                 log.error("the event loop has not run for %.1f s; the stack of every thread follows", lag)
-                faulthandler.dump_traceback(file=self._dump_to, all_threads=True)
+                try:
+                    faulthandler.dump_traceback(file=self._dump_to, all_threads=True)
+                except (OSError, ValueError) as exc:  # a stream without a file descriptor: say so, keep watching
+                    log.error("cannot write the stacks to %r: %s", self._dump_to, exc)
         if dumped:
             log.error("the event loop runs again after %.1f s", time.monotonic() - sent)
 

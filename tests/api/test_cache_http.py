@@ -3,6 +3,7 @@
 import asyncio
 import shutil
 import threading
+import time
 
 import orjson
 import pytest
@@ -130,7 +131,12 @@ async def test_identical_requests_in_flight_together_run_the_model_once(demo_mod
             asyncio.create_task(client.post("/v2/models/digits/infer", content=_json_body(), headers=JSON))
             for _ in range(6)
         ]
-        await asyncio.sleep(0.3)
+        stats = context.metrics.for_variant("digits", "fp32").stats
+        deadline = time.monotonic() + 30
+        # Each request joins the flight right after its cache miss (no await between): wait for six misses.
+        while stats.cache_miss.count < 6:
+            assert time.monotonic() < deadline, f"only {stats.cache_miss.count} of 6 requests looked the cache up"
+            await asyncio.sleep(0.01)
         gate.set()
         responses = await asyncio.gather(*requests)
         assert calls == [1]

@@ -32,7 +32,8 @@ def test_json_inference_equals_the_model_file_and_names_the_variant(client):
     document = response.json()
     assert (document["model_name"], document["model_version"], document["id"]) == ("digits", "1", "req-7")
     assert response.headers["servometer-variant"] == "fp32"
-    assert document["parameters"] == {"variant": "fp32"}
+    assert document["parameters"]["variant"] == "fp32"
+    assert len(document["parameters"]["response_id"].split(",")) == 5  # digits is monitored: one id per sample
     expected = reference_outputs("digits", "model.fp32.onnx", {"image": images})
     for output in document["outputs"]:
         want = expected[output["name"]]

@@ -6,11 +6,12 @@ calls) and whatever arrives (sizes, sequence lengths, priorities, timeouts, disc
 - every admitted request completes exactly once, with its own rows, within its timeout or the delay bound;
 - no model call is empty or over ``max_batch_size``;
 - the queue's counters return to zero;
-- the event loop never stalls, and one loop turn never costs more than one model call.
+- the event loop never stalls, and one turn of it never runs more than one model call.
 """
 
 import asyncio
 import gc
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ class RowRuntime:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.calls: list[int] = []
+        self.on_loop = 0
+        """Calls made on the event loop's thread (inline), for the heartbeat to count per loop turn."""
+        self.loop_thread: int | None = None
 
     def inputs(self) -> list[TensorInfo]:
         return [TensorInfo("x", "FP32", (None, None))]
@@ -53,6 +57,8 @@ class RowRuntime:
     def infer(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
         x = inputs["x"]
         self.calls.append(len(x))
+        if threading.get_ident() == self.loop_thread:
+            self.on_loop += 1
         until = time.thread_time() + self.seconds
         while time.thread_time() < until:
             pass
@@ -126,6 +132,7 @@ class Run:
     outcomes: list[Outcome] = field(default_factory=list)
     rejected: int = 0
     longest_turn_cpu_s: float = 0.0
+    most_calls_in_one_turn: int = 0
     loop_errors: list[str] = field(default_factory=list)
     depth_after: int = -1
     samples_after: int = -1
@@ -143,12 +150,15 @@ async def _exercise(spec: BatchingSpec, stream: list[Arrival], runtime: RowRunti
     batcher.start()
     stop = asyncio.Event()
 
+    runtime.loop_thread = threading.get_ident()
+
     async def heartbeat() -> None:
-        # The loop thread's CPU time between two turns of this task: what one turn of everything else cost.
+        # Runs once per turn of the loop: what happened between two of its runs is one turn of everything else.
         while not stop.is_set():
-            before = time.thread_time()
-            await asyncio.sleep(0.0005)
+            before, calls_before = time.thread_time(), runtime.on_loop
+            await asyncio.sleep(0)
             run.longest_turn_cpu_s = max(run.longest_turn_cpu_s, time.thread_time() - before)
+            run.most_calls_in_one_turn = max(run.most_calls_in_one_turn, runtime.on_loop - calls_before)
 
     async def wait_for(pending: PendingRequest, outcome: Outcome) -> None:
         try:
@@ -235,4 +245,16 @@ def test_every_request_completes_once_with_its_own_rows_and_the_batcher_never_st
     assert run.level_counts_after == [0] * spec.priority_levels
     assert run.busy_after == 0
     assert run.gauge_after == 0
+    assert run.most_calls_in_one_turn <= 1
     assert run.longest_turn_cpu_s <= runtime.seconds + LOOP_TURN_OVERHEAD_S
+
+
+def test_batches_piled_up_behind_a_call_run_on_the_loop_one_per_turn():
+    """The case the generated streams reach only by luck: calls short enough to run inline, and a queue of several
+    batches waiting when the instance frees up. Forming them back to back without yielding held the loop for all."""
+    spec = BatchingSpec(max_batch_size=2, max_queue_delay_ms=0, inline_compute_below_ms=5.0, max_queue_size=64)
+    stream = [Arrival(0, 1, 2, 1, None, None, None) for _ in range(12)]
+    runtime = RowRuntime(0.0002)
+    run = run_in_own_loop(lambda: _exercise(spec, stream, runtime), timeout=STALL_S)
+    assert runtime.on_loop >= 2  # the situation arose: several calls ran inline
+    assert run.most_calls_in_one_turn == 1

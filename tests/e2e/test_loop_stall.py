@@ -26,12 +26,17 @@ def test_a_long_call_on_the_loop_logs_every_threads_stack_where_it_hangs(tmp_pat
         for _ in range(2):  # measured short: from the second call on, calls run on the loop
             assert client.post(url, json=slow_request(10)).status_code == 200
         deadline = time.monotonic() + 60
-        while "the event loop runs again" not in log.read_text():  # each call holds the loop for about a second
+        while not _dumps_inside_the_call(log.read_text()):  # each call holds the loop for about a second
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             assert client.post(url, json=slow_request(4000)).status_code == 200
         assert "servometer_event_loop_lag_seconds " in client.get(f"http://{address}/metrics").text
-    text = log.read_text()
-    assert "the event loop has not run for" in text
-    dump = text[text.index("the event loop has not run for") :]
-    assert "_execute_inline" in dump, dump[:3000]
-    assert "the event loop runs again after" in dump
+
+
+def _dumps_inside_the_call(log: str) -> bool:
+    """A stall reported, the stacks caught inside the model call on the loop, and the loop running again after.
+    (A stall of another cause, model loading on a busy machine say, may come first: it does not count.)"""
+    for dump in log.split("the event loop has not run for")[1:]:
+        stacks = dump.split("the event loop runs again after")
+        if len(stacks) > 1 and "_execute_inline" in stacks[0]:
+            return True
+    return False

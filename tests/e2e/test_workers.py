@@ -1,11 +1,13 @@
-"""Several uvicorn workers: the counts of all of them add up in every scrape, whichever worker answers it."""
+"""Several uvicorn workers: ready only when every worker is, and the counts of all of them add up in every scrape,
+whichever worker answers it."""
 
 import time
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import digits_images, running_server, v2_json
+from tests.helpers import digits_images, running_server, server_process, v2_json
 
 
 def _successes(text: str) -> float:
@@ -24,7 +26,11 @@ def test_metrics_of_two_workers_add_up(demo_models, tmp_path):
         with httpx.Client(base_url=f"http://{address}") as client:
             for _ in range(40):  # each on a new connection, so both workers take some
                 assert httpx.post(f"http://{address}/v2/models/digits/infer", json=body).status_code == 200
-            time.sleep(1.5)  # each worker moves its pending observations into the shared files every second
+            # Each worker moves its pending observations into the shared files every second: wait until they have.
+            deadline = time.monotonic() + 30
+            while _successes(httpx.get(f"http://{address}/metrics").text) < 40:
+                assert time.monotonic() < deadline, "the workers' counts never added up to 40"
+                time.sleep(0.2)
             scrapes = [httpx.get(f"http://{address}/metrics").text for _ in range(6)]
             assert client.get("/v2/health/ready").status_code == 200
         assert [_successes(text) for text in scrapes] == [40.0] * 6
@@ -33,3 +39,26 @@ def test_metrics_of_two_workers_add_up(demo_models, tmp_path):
         }
         assert len(workers) == 2
         assert "servometer_queue_depth{" in scrapes[0]
+
+
+def _workers(pid: int) -> list[int]:
+    """The server's worker processes (multiprocessing's spawned children, not its resource tracker)."""
+    children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [child for child in children if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def _environment(pid: int) -> dict[str, str]:
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(pair.decode().split("=", 1) for pair in pairs if b"=" in pair)
+
+
+def test_ready_means_every_worker_has_said_it_is_ready(demo_models, tmp_path):
+    with server_process(demo_models, "--workers", "2", log=tmp_path / "server.log") as (process, address):
+        workers = _workers(process.pid)
+        assert len(workers) == 2
+        (board,) = {_environment(pid)["SERVOMETER_WORKER_DIR"] for pid in workers}
+        # The server answered ready (server_process waited for it): both workers had published their readiness.
+        assert sorted(int(mark.name) for mark in Path(board).iterdir()) == sorted(workers)
+        (Path(board) / str(workers[0])).unlink()  # as that worker does when it drains or loses a required model
+        answers = {httpx.get(f"http://{address}/v2/health/ready").status_code for _ in range(10)}
+        assert answers == {503}, "a worker answered ready while the other was not"

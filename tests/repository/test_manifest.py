@@ -50,6 +50,14 @@ def test_demo_manifests_are_valid():
             _with(inputs=[{"name": "x", "datatype": "INT64", "shape": [-1, 4], "value_range": [9, 0]}]),
             "inputs[0].value_range: Value error, value_range [9.0, 0.0] must list the lowest value first",
         ),
+        (
+            _with(inputs=[{"name": "x", "datatype": "BYTES", "shape": [-1, 4], "value_range": [0, 9]}]),
+            "input 'x': value_range needs a numeric datatype, not BYTES",
+        ),
+        (
+            _with(outputs=[{"name": "y", "datatype": "FP32", "shape": [-1, 2], "value_range": [0, 1]}]),
+            "output 'y': value_range and finite_only apply to inputs only",
+        ),
         (_with(variants=[{"name": "a", "file": "../../etc/passwd", "runtime": "onnx"}]), "variants[0].file"),
         (_with(variants=[{"name": "a", "file": "http://x/m.onnx", "runtime": "onnx"}]), "variants[0].file"),
         (_with(variants=[{"name": "a", "file": "a.onnx", "runtime": "tensorflow"}]), "variants[0].runtime"),
