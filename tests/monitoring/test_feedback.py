@@ -136,8 +136,13 @@ async def test_the_drift_gauge_rises_with_an_inverted_stream_and_stays_low_with_
         assert calm < 0.1
         for image in images:
             await client.post("/v2/models/digits/infer", content=_body(16 - image), headers=JSON)
-        deadline = time.monotonic() + 10
-        while (_gauge(app, "servometer_drift_psi", model="digits", variant="fp32", feature="image") or 0) < 0.25:
+        deadline = time.monotonic() + 30
+
+        def scored_all() -> bool:  # a round may have scored part of the inverted stream: wait for one over all
+            return _gauge(app, "servometer_drift_window_samples", model="digits", variant="fp32") == 400
+
+        while not scored_all() or (_gauge(app, "servometer_drift_psi", model="digits", variant="fp32",
+                                          feature="image") or 0) < 0.25:  # fmt: skip
             assert time.monotonic() < deadline, "the drift score did not rise"
             await asyncio.sleep(0.1)
         assert (_gauge(app, "servometer_drift_psi", model="digits", variant="fp32", feature="prediction") or 0) > 0.25
