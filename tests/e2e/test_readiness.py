@@ -7,11 +7,11 @@ import httpx
 
 from tests.helpers import digits_images, minilm_tokens, server_process, v2_json
 
-BODIES = {"digits": v2_json({"image": digits_images(1)}), "minilm": v2_json(minilm_tokens(1))}
 PROBED = [("digits", "fp32"), ("digits", "int8"), ("digits", "torchscript"), ("minilm", "fp32"), ("minilm", "fp16")]
 
 
 def test_a_variant_that_answers_ready_serves_inference_at_once(demo_models, tmp_path):
+    bodies = {"digits": v2_json({"image": digits_images(1)}), "minilm": v2_json(minilm_tokens(1))}
     confirmed: set[str] = set()
     with (
         server_process(demo_models, log=tmp_path / "server.log", wait=False) as (process, address),
@@ -24,11 +24,11 @@ def test_a_variant_that_answers_ready_serves_inference_at_once(demo_models, tmp_
             try:
                 for model, variant in PROBED:
                     if client.get(f"/v2/models/{model}/versions/{variant}/ready").status_code == 200:
-                        served = client.post(f"/v2/models/{model}/versions/{variant}/infer", json=BODIES[model])
+                        served = client.post(f"/v2/models/{model}/versions/{variant}/infer", json=bodies[model])
                         assert served.status_code == 200, f"{model}/{variant} said ready, then: {served.text}"
                         confirmed.add(f"{model}/{variant}")
                 if client.get("/v2/health/ready").status_code == 200:
-                    for model, body in BODIES.items():
+                    for model, body in bodies.items():
                         served = client.post(f"/v2/models/{model}/infer", json=body)
                         assert served.status_code == 200, f"the server said ready, then {model}: {served.text}"
                     confirmed.add("server")
