@@ -8,6 +8,7 @@ import contextlib
 import copy
 import math
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from typing import Any, cast
 import uvicorn
 import uvicorn.config
 
+from app.api.connections import GuardedHttpProtocol
 from app.config import Settings, runtime_options
 from app.repository.builder import build_models
 from app.repository.manifest import ManifestError, load_manifest
@@ -143,6 +145,9 @@ def _serve(args: argparse.Namespace) -> None:
     for name in _SERVE_FLAGS:
         value = getattr(settings, name)
         os.environ[f"SERVOMETER_{name.upper()}"] = str(value.resolve() if isinstance(value, Path) else value)
+    if settings.workers > 1 and settings.feedback_secret is None:
+        # Each worker would draw its own and refuse the ids the others issued: about half of all feedback.
+        os.environ["SERVOMETER_FEEDBACK_SECRET"] = secrets.token_urlsafe(32)
     with _metrics_directory(settings.workers):
         _run(settings)
 
@@ -181,6 +186,9 @@ def _run(settings: Settings) -> None:
         # The batchers answer everything admitted within drain_timeout_s of SIGTERM (503 for what they could not
         # run); uvicorn waits a little longer for those answers to be written before it cuts connections.
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s) + 2,
+        # Header and connection limits (app/api/connections.py); bodies are bounded where they are read.
+        http=GuardedHttpProtocol,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
     )
     if settings.workers > 1:
         uvicorn.run(config.app, **{k: getattr(config, k) for k in _RUN_OPTIONS})
@@ -191,7 +199,7 @@ def _run(settings: Settings) -> None:
 # uvicorn.run's own options for the multi-worker path, whose supervisor process forwards signals to the workers.
 _RUN_OPTIONS = (
     "factory", "host", "port", "workers", "log_level", "log_config", "access_log", "proxy_headers",
-    "server_header", "date_header", "timeout_graceful_shutdown",
+    "server_header", "date_header", "timeout_graceful_shutdown", "http", "timeout_keep_alive",
 )  # fmt: skip
 
 

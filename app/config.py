@@ -56,6 +56,27 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=64 * MIB, ge=1024)
     """Largest request body accepted, counted on the bytes actually read and after decompression (413 above)."""
 
+    max_response_bytes: int = Field(default=64 * MIB, ge=1024)
+    """Largest inference response, estimated before it is encoded (400 above: ask for fewer samples or outputs)."""
+
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest request line plus headers of one request (431 above, and the connection is closed)."""
+
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a connection may take to send a request's line and headers, counted from its first byte (or
+    from connecting); past it the connection is answered 408 and closed, so silent connections cannot pile up."""
+
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    """How long a request's body may take to arrive once its headers have (408 past it); a stalled upload
+    holds no queue place and is not counted in flight."""
+
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    """How long an idle keep-alive connection stays open between requests."""
+
+    max_connections: int = Field(default=1000, ge=1)
+    """Open connections per worker; one more is answered 503 and closed at once (lowered to fit the process's
+    file descriptor limit, which is raised as far as the system allows)."""
+
     cache_backend: Literal["auto", "memory", "redis", "off"] = "auto"
     """Result cache: ``auto`` is Redis when ``redis_url`` is set, else in-memory; ``off`` disables it."""
 
@@ -105,6 +126,16 @@ class Settings(BaseSettings):
     """Keys that may call inference and model routes (``Authorization: Bearer <key>``); empty: open. JSON list."""
     management_api_key: str | None = None
     """Enables the model repository API (``/v2/repository/...``: index, load, unload) behind this key; unset: off."""
+    feedback_api_key: str | None = None
+    """When set, ``POST /v2/models/{model}/feedback`` needs this key (or the management key) and inference keys
+    are refused there: whoever may judge answers moves live accuracy, which pages the on-call."""
+    feedback_secret: str | None = None
+    """Signs the response ids that feedback refers to. Set the same value on every replica (and it is shared by
+    the workers of one ``serve``), or feedback reaching another process is refused as unknown; unset: drawn at
+    start, so ids die with the process."""
+    public_paths: list[str] = Field(default_factory=lambda: ["/metrics", "/docs", "/openapi.json"])
+    """With keys set, every route needs a key except the health probes and these paths (and what lies below
+    them). JSON list; ``[]`` closes /metrics and the docs too."""
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Serve ``/metrics`` only on this port (same host), not on the API's; unset: on the API's port."""
     cors_origins: list[str] = Field(default_factory=list)
@@ -117,11 +148,11 @@ class Settings(BaseSettings):
             raise ValueError(f"API keys must be at least {MIN_KEY_LENGTH} characters (128 bits of randomness)")
         return keys
 
-    @field_validator("management_api_key")
+    @field_validator("management_api_key", "feedback_api_key", "feedback_secret")
     @classmethod
-    def _long_management_key(cls, key: str | None) -> str | None:
+    def _long_secret(cls, key: str | None) -> str | None:
         if key is not None and len(key) < MIN_KEY_LENGTH:
-            raise ValueError(f"the management API key must be at least {MIN_KEY_LENGTH} characters")
+            raise ValueError(f"keys and secrets must be at least {MIN_KEY_LENGTH} characters")
         return key
 
     loop_lag_interval_s: float = Field(default=0.5, gt=0)

@@ -41,6 +41,13 @@ class PayloadTooLarge(ServingError):
     outcome = "client_error"
 
 
+class RequestTimeout(ServingError):
+    """The request's body did not arrive in time."""
+
+    status = 408
+    outcome = "client_error"
+
+
 class UnsupportedEncoding(ServingError):
     """A Content-Encoding or Content-Type the gateway does not speak."""
 
@@ -63,10 +70,17 @@ class Overloaded(ServingError):
 
 
 class QueueTimeout(ServingError):
-    """The request waited in the queue past its timeout and never reached the model."""
+    """The request waited in the queue past the model's ``default_timeout_ms`` and never reached the model."""
 
     status = 504
     outcome = "timeout"
+
+
+class ClientTimeout(QueueTimeout):
+    """As :class:`QueueTimeout`, past a ``timeout`` the client chose: counted apart, since a client asking for
+    1 ms says nothing about the server's health and must not page anyone."""
+
+    outcome = "client_timeout"
 
 
 class ComputeTimeout(ServingError):

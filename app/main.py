@@ -19,6 +19,8 @@ from starlette.types import ASGIApp
 
 from app import __version__, shutdown
 from app.api import router
+from app.api.bodies import buffered
+from app.api.connections import ConnectionLimits, fit_to_descriptors
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.infer import InferenceEndpoint, Message, Receive, Scope, Send, match_infer
@@ -28,6 +30,8 @@ from app.api.security import KeyCheck, refuse, with_security_headers
 from app.cache.setup import build_cache
 from app.config import Settings, runtime_options
 from app.context import AppContext
+from app.errors import ServingError
+from app.monitoring.feedback import FeedbackLedger
 from app.repository.registry import Registry
 from app.routing.router import Router
 from app.routing.shadow import Shadows
@@ -53,7 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry, metrics, options, settings.price_per_hour, settings.report_dir or settings.models / ".reports"
     )
     workers = WorkerReadiness(settings.worker_dir, settings.workers)
-    service = InferenceService(registry, metrics, cache, Router(reports), Shadows(metrics), workers)
+    secret = settings.feedback_secret.encode() if settings.feedback_secret else None
+    service = InferenceService(
+        registry, metrics, cache, Router(reports), Shadows(metrics), workers, FeedbackLedger(secret)
+    )
     gpus = GpuSampler(metrics, load_nvml(), settings.gpu_sample_interval_s)
     context = AppContext(settings, registry, service, metrics, gpus, reports)
     inference = InferenceEndpoint(context)
@@ -89,8 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = ServometerApp(
         inference,
-        KeyCheck(settings.api_keys, settings.management_api_key),
+        KeyCheck(settings.api_keys, settings.management_api_key, settings.feedback_api_key, settings.public_paths),
         settings.cors_origins,
+        settings.body_timeout_s,
         title="Servometer",
         version=__version__,
         description="Open Inference Protocol (KServe v2) gateway with built-in performance telemetry.",
@@ -99,6 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.context = context
+    app.connection_limits = ConnectionLimits(
+        settings.max_header_bytes, settings.header_timeout_s, fit_to_descriptors(settings.max_connections)
+    )
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)
@@ -110,10 +121,20 @@ class ServometerApp(FastAPI):
     """FastAPI for every route but inference, which :class:`InferenceEndpoint` answers before FastAPI's stack.
     API keys are checked here, before either."""
 
-    def __init__(self, inference: InferenceEndpoint, keys: KeyCheck, cors_origins: list[str], **options: Any) -> None:
+    def __init__(
+        self,
+        inference: InferenceEndpoint,
+        keys: KeyCheck,
+        cors_origins: list[str],
+        body_timeout_s: float,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self.inference = inference
         self.keys = keys
+        self.body_timeout_s = body_timeout_s
+        self.connection_limits = ConnectionLimits()
+        """Read by the connections (app/api/connections.py)."""
         # CORS outermost, so a browser's preflight is answered before any key is asked for; off unless configured.
         self._entry: ASGIApp = self._dispatch
         if cors_origins:
@@ -127,25 +148,35 @@ class ServometerApp(FastAPI):
         await self._entry(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            try:
-                request_id = request_id_of(scope["headers"])
-            except ValueError as exc:
-                await refuse(send, 400, str(exc))
-                return
-            if request_id is not None:
-                REQUEST_ID.set(request_id.decode())  # this request's task only: each request runs in its own
-                send = _echo_request_id(send, request_id)
-        if scope["type"] == "http" and (self.keys.enabled or scope["path"].startswith("/v2/repository")):
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            request_id = request_id_of(scope["headers"])
+        except ValueError as exc:
+            await refuse(send, 400, str(exc))
+            return
+        if request_id is not None:
+            REQUEST_ID.set(request_id.decode())  # this request's task only: each request runs in its own
+            send = _echo_request_id(send, request_id)
+        if "\0" in scope["path"]:  # no name has one; file system calls would fail on it deep inside a route
+            await refuse(send, 400, "the path contains a null byte (%00)")
+            return
+        if self.keys.enabled or scope["path"].startswith("/v2/repository"):
             refusal = self.keys.refusal(scope)
             if refusal is not None:
                 await refuse(send, *refusal)
                 return
         match = match_infer(scope)
-        if match is None:
-            await super().__call__(scope, receive, with_security_headers(send) if scope["type"] == "http" else send)
-        else:
+        if match is not None:
             await self.inference(match, scope, receive, send)
+            return
+        try:
+            receive = await buffered(scope, receive, self.body_timeout_s)
+        except ServingError as exc:
+            await refuse(send, exc.status, exc.message)
+            return
+        await super().__call__(scope, receive, with_security_headers(send))
 
 
 def _echo_request_id(send: Send, request_id: bytes) -> Send:

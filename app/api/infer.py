@@ -15,13 +15,17 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from app.api.bodies import read_body
 from app.api.errors import error_body
 from app.api.security import SECURITY_HEADERS
 from app.context import AppContext
-from app.errors import InvalidRequest, PayloadTooLarge, ServingError, UnsupportedEncoding
+from app.errors import InvalidRequest, ServingError, UnsupportedEncoding
 from app.protocol import compression
-from app.protocol.codec import HEADER_LENGTH, decode_request, encode_response
+from app.protocol.codec import HEADER_LENGTH, DecodedRequest, decode_request, encode_response
 from app.protocol.schemas import ParameterValue
+from app.repository.registry import Variant
 from app.routing.router import ROUTING_KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -82,75 +86,86 @@ class InferenceEndpoint:
     ) -> tuple[int, dict[str, str], bytes]:
         context = self.context
         started = time.perf_counter()
+        settings = context.settings
         variant = context.service.resolve(model, version, headers.get(ROUTING_KEY_HEADER))
         metrics = context.metrics.for_variant(variant.model_name, variant.name)
-        metrics.in_flight += 1
         outcome = "server_error"
+        in_flight = False
         try:
-            body = await read_body(headers, receive, context.settings.max_request_bytes)
-            decoded = decode_request(body, _header_length(headers))
-            watched = self.disconnects.track(receive)
-            try:
-                result = await context.service.infer(
-                    variant, decoded, watched.gone, _cache_allowed(headers), routed=version is None
-                )
-            finally:
-                self.disconnects.untrack(watched)
-            parameters: dict[str, ParameterValue] = {"variant": variant.name}
-            if result.response_id is not None:
-                parameters["response_id"] = result.response_id
-            encoded = encode_response(
-                model_name=variant.model_name,
-                model_version=str(variant.version),
-                request_id=decoded.id,
-                outputs=result.outputs,
-                parameters=parameters,
-            )
-            response_headers = {**encoded.headers, "servometer-variant": variant.name, "servometer-cache": result.cache}
-            if result.response_id is not None and "," not in result.response_id:
-                # One id per sample would make a header of kilobytes for a large batch, past what proxies and
-                # clients accept: several ids travel in parameters.response_id only.
-                response_headers["servometer-response-id"] = result.response_id
-            content = encoded.body
-            encoding = compression.choose_encoding(headers.get("accept-encoding"))
-            if encoding:
-                content = compression.compress(content, encoding)
-                response_headers["content-encoding"] = encoding
+            _check_media_type(headers)
+            body = await read_body(headers, receive, settings.max_request_bytes, settings.body_timeout_s)
+            body = compression.decompress(body, headers.get("content-encoding"), settings.max_request_bytes)
+            # In flight (KEDA scales on it) once the body is here: a stalled upload is no work for the server.
+            metrics.in_flight += 1
+            in_flight = True
+            decoded = decode_request(body, _header_length(headers), context.service.value_budget(variant))
+            del body  # binary inputs are views of it: whatever keeps an input must copy it
+            status, response_headers, content = await self._answer(variant, decoded, headers, receive, version)
             outcome = "success"
-            return 200, response_headers, content
+            return status, response_headers, content
         except ServingError as exc:
             outcome = exc.outcome
             raise
         finally:
-            metrics.in_flight -= 1
+            if in_flight:
+                metrics.in_flight -= 1
             metrics.observe_request(outcome, time.perf_counter() - started)
 
+    async def _answer(
+        self, variant: Variant, decoded: DecodedRequest, headers: dict[str, str], receive: Receive, version: str | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        context = self.context
+        watched = self.disconnects.track(receive)
+        try:
+            result = await context.service.infer(
+                variant, decoded, watched.gone, _cache_allowed(headers), routed=version is None
+            )
+        finally:
+            self.disconnects.untrack(watched)
+        _check_response_size(result.outputs, context.settings.max_response_bytes)
+        parameters: dict[str, ParameterValue] = {"variant": variant.name}
+        if result.response_id is not None:
+            parameters["response_id"] = result.response_id
+        encoded = encode_response(
+            model_name=variant.model_name,
+            model_version=str(variant.version),
+            request_id=decoded.id,
+            outputs=result.outputs,
+            parameters=parameters,
+        )
+        response_headers = {**encoded.headers, "servometer-variant": variant.name, "servometer-cache": result.cache}
+        if result.response_id is not None and "," not in result.response_id:
+            # One id per sample would make a header of kilobytes for a large batch, past what proxies and
+            # clients accept: several ids travel in parameters.response_id only.
+            response_headers["servometer-response-id"] = result.response_id
+        content = encoded.body
+        encoding = compression.choose_encoding(headers.get("accept-encoding"))
+        if encoding:
+            content = compression.compress(content, encoding)
+            response_headers["content-encoding"] = encoding
+        return 200, response_headers, content
 
-async def read_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
-    """The request body after Content-Encoding, refused with 413 as soon as it passes ``limit`` bytes."""
+
+def _check_media_type(headers: dict[str, str]) -> None:
     media_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type and media_type not in _MEDIA_TYPES:
         raise UnsupportedEncoding(
             f"Content-Type '{media_type}' is not supported; send application/json or application/octet-stream"
         )
-    declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
-    chunks = []
-    received = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidRequest("the client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-        received += len(chunk)
-        if received > limit:
-            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    return compression.decompress(body, headers.get("content-encoding"), limit)
+
+
+# A float32 written as JSON text takes up to ~16 bytes with its comma; 24 leaves room for wider types.
+_JSON_BYTES_PER_VALUE = 24
+
+
+def _check_response_size(outputs: list[tuple[str, np.ndarray, bool]], limit: int) -> None:
+    """Refuse, before encoding, a response estimated over ``limit`` bytes."""
+    estimate = sum(array.nbytes if as_binary else array.size * _JSON_BYTES_PER_VALUE for _, array, as_binary in outputs)
+    if estimate > limit:
+        raise InvalidRequest(
+            f"the response would take about {estimate} bytes, over the {limit}-byte limit (max_response_bytes); "
+            "ask for fewer samples or outputs, or for binary outputs"
+        )
 
 
 @dataclass(eq=False, slots=True)

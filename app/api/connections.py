@@ -1,0 +1,149 @@
+"""The HTTP connections themselves: uvicorn's httptools protocol with the limits a server facing untrusted
+clients needs and uvicorn lacks (measured on uvicorn 0.54: silent connections stayed open indefinitely, one
+unfinished header grew to 150 MB, and past ~1,000 idle connections the process ran out of file descriptors and
+reset every new client).
+
+- ``header_timeout_s``: a request's line and headers must arrive within it, counted from connecting or from the
+  request's first byte; else 408 and the connection closes.
+- ``max_header_bytes``: a request's line and headers together; past it, 431 and the connection closes.
+- ``max_connections``: open connections of this worker; one more is answered 503 and closed at once, kept under
+  the process's file descriptor limit so accepting never fails.
+
+The body's own deadline (``body_timeout_s``) and size limit are enforced where bodies are read
+(:mod:`app.api.bodies`), and idle keep-alive connections close after uvicorn's ``timeout_keep_alive``.
+Enforced inside the process, so one process serves HTTP (and later gRPC) without a proxy in front.
+"""
+
+import asyncio
+import logging
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.api.errors import error_body
+
+log = logging.getLogger(__name__)
+
+# Descriptors the process needs besides client connections: model files, Redis, logs, metrics files.
+_RESERVED_DESCRIPTORS = 256
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_header_bytes: int = 64 * 1024
+    header_timeout_s: float = 10.0
+    max_connections: int = 1000
+
+
+def fit_to_descriptors(max_connections: int) -> int:
+    """Raise this process's open-file limit as far as allowed, and return ``max_connections`` lowered to fit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + _RESERVED_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        fitted = max(1, soft - _RESERVED_DESCRIPTORS)
+        log.warning("max_connections lowered from %d to %d: the open-file limit is %d", max_connections, fitted, soft)
+        return fitted
+    return max_connections
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """One HTTP/1.1 connection, with :class:`ConnectionLimits` (the app's ``connection_limits``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits: ConnectionLimits = _limits_of(self.app)
+        self._refused = False
+        self._reading_headers = True
+        self._header_bytes = 0
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.limits.max_connections:
+            self._refused = True
+            self.transport = transport
+            _answer_and_close(transport, 503, "the server has too many open connections; retry shortly")
+            return
+        super().connection_made(transport)
+        self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._headers_too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        if not self._refused:
+            super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+        if self._reading_headers and not self.transport.is_closing():
+            # Counted per chunk: httptools keeps an unfinished header whole, so this is what it holds.
+            self._header_bytes += len(data)
+            if self._header_bytes > self.limits.max_header_bytes:
+                limit = self.limits.max_header_bytes
+                self._close_with(431, f"the request line and headers are over the {limit}-byte limit")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_headers = True
+        self._header_bytes = 0
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._headers_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._stop_header_timer()
+        super().on_headers_complete()
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        self._close_with(408, f"the request's headers did not arrive within {self.limits.header_timeout_s:g} s")
+
+    def _close_with(self, status: int, message: str) -> None:
+        self._stop_header_timer()
+        if self.cycle is not None and not self.cycle.response_complete:
+            # An earlier request on this connection is still being answered: let it finish, then close.
+            self.cycle.keep_alive = False
+            return
+        _answer_and_close(self.transport, status, message)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
+
+
+def _answer_and_close(transport: asyncio.Transport, status: int, message: str) -> None:
+    if transport.is_closing():
+        return
+    body = error_body(message)
+    head = [
+        b"HTTP/1.1 %d %s" % (status, _REASONS[status]),
+        b"content-type: application/json",
+        b"content-length: %d" % len(body),
+        b"connection: close",
+        *([b"retry-after: 1"] if status == 503 else []),
+    ]
+    transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+    transport.close()
+
+
+def _limits_of(app: Any) -> ConnectionLimits:
+    """The limits the Servometer app carries, under whatever middleware uvicorn wrapped it in."""
+    for _ in range(8):
+        limits = getattr(app, "connection_limits", None)
+        if isinstance(limits, ConnectionLimits):
+            return limits
+        app = getattr(app, "app", None)
+    return ConnectionLimits()
