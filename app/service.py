@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.batching.batcher import DynamicBatcher
-from app.batching.policy import priority_level, queue_timeout
+from app.batching.policy import client_chose_timeout, priority_level, queue_timeout
 from app.cache.cache import ResultCache
 from app.cache.key import cache_key
 from app.cache.single_flight import SingleFlight
@@ -63,6 +63,7 @@ class InferenceService:
         router: Router,
         shadows: Shadows,
         workers: WorkerReadiness | None = None,
+        feedback: FeedbackLedger | None = None,
     ) -> None:
         self.registry = registry
         self.workers = workers or WorkerReadiness(None, 1)
@@ -73,7 +74,7 @@ class InferenceService:
         self._flights = SingleFlight()
         self._serving: dict[tuple[str, str], _Serving] = {}
         self.monitors: dict[tuple[str, str], DriftMonitor] = {}
-        self.feedback = FeedbackLedger()
+        self.feedback = feedback or FeedbackLedger()
         self.started = False
         self.draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,7 +103,8 @@ class InferenceService:
                 continue
             label = f"model '{variant.model_name}' variant '{variant.name}'"
             metrics = self.metrics.for_variant(variant.model_name, variant.name)
-            batcher = DynamicBatcher(label, variant.runtime, variant.manifest.batching, metrics)
+            alone = variant.spec.batch_dependent
+            batcher = DynamicBatcher(label, variant.runtime, variant.manifest.batching, metrics, alone=alone)
             batcher.start()
             outputs = tuple(spec.name for spec in variant.manifest.outputs)
             try:
@@ -111,8 +113,10 @@ class InferenceService:
                 await batcher.close(0)
                 await asyncio.to_thread(variant.runtime.close)
                 variant.runtime = None
-                variant.state, variant.reason = VariantState.UNAVAILABLE, f"its warm-up call failed: {exc}"
-                log.error("%s is unavailable: %s", label, variant.reason)
+                # The model's own message (which names the runtime's source files) goes to the log, not to clients.
+                reason = f"its warm-up call failed ({type(exc).__name__}; the server's log has the error)"
+                variant.state, variant.reason = VariantState.UNAVAILABLE, reason
+                log.error("%s is unavailable: its warm-up call failed: %s", label, exc)
                 continue
             serving[(variant.model_name, variant.name)] = _Serving(
                 batcher, RequestCheck(variant.manifest), outputs, metrics
@@ -223,6 +227,12 @@ class InferenceService:
         await self.shadows.close()
         await asyncio.gather(*(serving.batcher.close(timeout) for serving in self._serving.values()))
 
+    def value_budget(self, variant: Variant) -> int | None:
+        """Most numbers a JSON request to ``variant`` can carry and still be valid (None: no bound), so a body
+        holding more is refused before it is parsed into Python objects (~30 bytes per number)."""
+        serving = self._serving.get((variant.model_name, variant.name))
+        return None if serving is None else serving.check.max_values
+
     def resolve(self, model: str, version: str | None, routing_key: str | None = None) -> Variant:
         """The named variant, or for a request that names none, the one the model's routing policy picks."""
         if version is None:
@@ -261,8 +271,11 @@ class InferenceService:
             priority_level(spec, request.parameters),
             queue_timeout(spec, request.parameters),
             client_gone,
+            client_chose_timeout(request.parameters),
         )
-        cache = self.cache if variant.manifest.cache.enabled else None
+        # An answer that depends on its batch companions is never cached: computed alone it is right for its
+        # client only, and the cache would serve it to others (and, through Redis, to every replica).
+        cache = self.cache if variant.manifest.cache.enabled and not variant.spec.batch_dependent else None
         if cache is None:
             produced, status = await _compute(job), "off"
         elif not (use_cache and _cache_wanted(request)):
@@ -320,7 +333,7 @@ class InferenceService:
         if candidate is None:  # not loaded (or failed to): nothing to compare with
             self.metrics.shadow(variant.model_name, manifest.routing.candidate or "", "skipped")
             return
-        copy = _Job(candidate, job.inputs, job.outputs, job.level, None, None)
+        copy = _Job(candidate, job.inputs, job.outputs, job.level, None, None, False)
         self.shadows.copy(manifest, produced, lambda: _compute(copy))
 
     async def _through_cache(
@@ -350,11 +363,13 @@ class _Job:
     level: int
     timeout: float | None
     client_gone: asyncio.Future[None] | None
+    client_timeout: bool
+    """``timeout`` is the client's own (its expiry is not the server's fault)."""
 
 
 async def _compute(job: _Job) -> dict[str, np.ndarray]:
     batcher = job.serving.batcher
-    pending = batcher.submit(job.inputs, job.outputs, job.level, job.timeout)
+    pending = batcher.submit(job.inputs, job.outputs, job.level, job.timeout, job.client_timeout)
     if job.client_gone is not None:
         job.client_gone.add_done_callback(lambda _: batcher.drop(pending, ClientGone(_GONE), "disconnected"))
     try:

@@ -1,5 +1,7 @@
 """Check a decoded request against the model's declared inputs and outputs before it reaches a model."""
 
+import math
+
 import numpy as np
 
 from app.errors import InvalidRequest
@@ -17,6 +19,20 @@ class RequestCheck:
         self._ranges = {spec.name: spec.value_range for spec in manifest.inputs if spec.value_range is not None}
         self._outputs = [spec.name for spec in manifest.outputs]
         self._max_batch = manifest.batching.max_batch_size if manifest.batching.enabled else 0
+        self._same_shape = [(spec.name, spec.same_shape_as) for spec in manifest.inputs if spec.same_shape_as]
+        self.max_values = self._most_values(manifest)
+        """The most numbers a valid request carries (None: unbounded, or text inputs)."""
+
+    def _most_values(self, manifest: ModelManifest) -> int | None:
+        total = 0
+        for spec in manifest.inputs:
+            bounds = spec.bounds()
+            if self._max_batch:
+                bounds[0] = self._max_batch
+            if spec.datatype == "BYTES" or -1 in bounds:
+                return None
+            total += math.prod(bounds)
+        return total
 
     def __call__(self, request: DecodedRequest) -> None:
         """Raise :class:`InvalidRequest` naming the input, what was expected and what came."""
@@ -50,6 +66,14 @@ class RequestCheck:
                 raise InvalidRequest(
                     f"batch size {batch} exceeds model '{self.model}' max_batch_size {self._max_batch}"
                 )
+        if self._same_shape:
+            shapes = {tensor.name: tensor.shape for tensor in request.inputs}
+            for name, other in self._same_shape:
+                if shapes[name] != shapes[other]:
+                    raise InvalidRequest(
+                        f"input '{name}': expected the shape of input '{other}' {list(shapes[other])}, "
+                        f"got {list(shapes[name])}"
+                    )
         if self._finite:
             self._check_finite(request)
         if self._ranges:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.batching.pending import PendingRequest, signature_of
-from app.errors import ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, ServingError, Unavailable
+from app.errors import ClientTimeout, ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, ServingError, Unavailable
 from app.repository.manifest import BatchingSpec
 from app.runtimes.base import Runtime
 from app.telemetry.metrics import VariantMetrics
@@ -50,18 +50,31 @@ class _Job:
     """Time spent joining the members' inputs."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Members of a batch answered by one model call: its outputs and seconds, or how it failed."""
+
+    members: list[PendingRequest]
+    samples: int
+    outcome: tuple[dict[str, np.ndarray], float] | Exception
+
+
 class DynamicBatcher:
-    def __init__(self, label: str, runtime: Runtime, spec: BatchingSpec, metrics: VariantMetrics) -> None:
+    def __init__(
+        self, label: str, runtime: Runtime, spec: BatchingSpec, metrics: VariantMetrics, alone: bool = False
+    ) -> None:
         self.label = label
         """Names the variant in errors, e.g. ``model 'digits' variant 'fp32'``."""
         self._runtime = runtime
         self._spec = spec
         self._metrics = metrics
         metrics.queue_capacity.set(spec.max_queue_size)
-        # 0: batching off, every request is its own model call.
-        self._max_samples = spec.max_batch_size if spec.enabled else 0
-        self._delay = spec.max_queue_delay_ms / 1000 if spec.enabled else 0.0
-        self._preferred = sorted(spec.preferred_batch_sizes, reverse=True) if spec.enabled else []
+        # 0: batching off, every request is its own model call; so it is for a variant whose answers depend on
+        # their batch companions (``alone``), or one client could change another's answer.
+        batching = spec.enabled and not alone
+        self._max_samples = spec.max_batch_size if batching else 0
+        self._delay = spec.max_queue_delay_ms / 1000 if batching else 0.0
+        self._preferred = sorted(spec.preferred_batch_sizes, reverse=True) if batching else []
         self._ready_at = min(self._preferred, default=self._max_samples)
         self._levels: list[deque[PendingRequest]] = [deque() for _ in range(spec.priority_levels)]
         self._level_counts = [0] * spec.priority_levels
@@ -101,9 +114,15 @@ class DynamicBatcher:
         return self._queued
 
     def submit(
-        self, inputs: dict[str, np.ndarray], outputs: tuple[str, ...], level: int, timeout: float | None
+        self,
+        inputs: dict[str, np.ndarray],
+        outputs: tuple[str, ...],
+        level: int,
+        timeout: float | None,
+        client_timeout: bool = False,
     ) -> PendingRequest:
-        """Queue a request (already validated) and return it; await its ``future`` for its outputs."""
+        """Queue a request (already validated) and return it; await its ``future`` for its outputs.
+        ``client_timeout`` says the client chose ``timeout``, so its expiry is counted as the client's."""
         if self._closing:
             self._metrics.dropped("shutdown")
             raise Unavailable(f"{self.label} is shutting down")
@@ -127,7 +146,7 @@ class DynamicBatcher:
             request_id=REQUEST_ID.get(),
         )
         if timeout is not None:
-            pending.timer = self._loop.call_later(timeout, self._expire, pending, timeout)
+            pending.timer = self._loop.call_later(timeout, self._expire, pending, timeout, client_timeout)
         self._levels[level - 1].append(pending)
         self._level_counts[level - 1] += 1
         self._queued += 1
@@ -152,9 +171,9 @@ class DynamicBatcher:
         self._metrics.dropped(reason)
         raise Overloaded(message, headers={"retry-after": RETRY_AFTER_S}, status=self._spec.overload_status)
 
-    def _expire(self, pending: PendingRequest, timeout: float) -> None:
+    def _expire(self, pending: PendingRequest, timeout: float, client_timeout: bool) -> None:
         message = f"request waited {timeout * 1000:g} ms in the queue of {self.label} without being scheduled"
-        self.drop(pending, QueueTimeout(message), "timeout")
+        self.drop(pending, (ClientTimeout if client_timeout else QueueTimeout)(message), "timeout")
 
     def _unqueue(self, pending: PendingRequest) -> None:
         if not pending.queued:
@@ -304,21 +323,13 @@ class DynamicBatcher:
         return self._per_sample is not None and self._per_sample * job.samples < self._inline_below
 
     def _execute_inline(self, job: _Job) -> None:
-        try:
-            outcome: tuple[dict[str, np.ndarray], float] | Exception = _timed_infer(
-                self._runtime, job.inputs, job.outputs
-            )
-        except Exception as exc:  # the model's failure is every member's failure, never a hang
-            outcome = exc
-        self._complete(job, outcome)
+        self._complete(job, _run(self._runtime, job))
 
     async def _execute(self, job: _Job) -> None:
-        call = self._loop.run_in_executor(self._executor, _timed_infer, self._runtime, job.inputs, job.outputs)
+        call = self._loop.run_in_executor(self._executor, _run, self._runtime, job)
         try:
             if self._compute_timeout:
-                outcome: tuple[dict[str, np.ndarray], float] | Exception = await asyncio.wait_for(
-                    asyncio.shield(call), self._compute_timeout
-                )
+                outcome: list[_Part] | Exception = await asyncio.wait_for(asyncio.shield(call), self._compute_timeout)
             else:
                 outcome = await call
         except TimeoutError:
@@ -339,29 +350,43 @@ class DynamicBatcher:
         self._busy -= 1
         self._slots.release()
 
-    def _complete(self, job: _Job, outcome: tuple[dict[str, np.ndarray], float] | Exception) -> None:
+    def _complete(self, job: _Job, outcome: list[_Part] | Exception) -> None:
         """Free the instance, then answer every member with its rows or the failure."""
         self._release()
         if isinstance(outcome, ServingError):
             _fail(job.members, outcome)
-        elif isinstance(outcome, Exception):
-            self._failed(job, outcome)
-        else:
-            self._finish(job, *outcome)
+            return
+        if isinstance(outcome, Exception):  # not the model's: a bug in running it
+            outcome = [_Part(job.members, job.samples, outcome)]
+        if len(outcome) > 1:
+            failed = sum(len(part.members) for part in outcome if isinstance(part.outcome, Exception))
+            log.warning("%s failed on a batch of %d requests; split and retried, %d of them failed on their own",
+                        self.label, len(job.members), failed)  # fmt: skip
+        for part in outcome:
+            if isinstance(part.outcome, Exception):
+                self._failed(part, part.outcome)
+            else:
+                self._finish(part, *part.outcome, job.input_s if part.members is job.members else 0.0)
 
-    def _failed(self, job: _Job, exc: Exception) -> None:
+    def _failed(self, part: _Part, exc: Exception) -> None:
         log.error(
-            "%s failed on a batch of %d%s: %s", self.label, job.samples, _requests(job.members), exc, exc_info=exc
+            "%s failed on a call of %d samples%s: %s",
+            self.label,
+            part.samples,
+            _requests(part.members),
+            exc,
+            exc_info=exc,
         )
-        _fail(job.members, ModelFailed(f"{self.label} failed: {exc}"))
+        # The model's own message stays in the log: it names the runtime's source files, nothing a client can use.
+        _fail(part.members, ModelFailed(f"{self.label} failed on this request (the server's log has the error)"))
 
-    def _finish(self, job: _Job, produced: dict[str, np.ndarray], seconds: float) -> None:
-        per_sample = seconds / job.samples
+    def _finish(self, part: _Part, produced: dict[str, np.ndarray], seconds: float, input_s: float) -> None:
+        per_sample = seconds / part.samples
         self._per_sample = per_sample if self._per_sample is None else 0.8 * self._per_sample + 0.2 * per_sample
         started = time.perf_counter()
-        _distribute(job.members, produced, job.samples, self.label)
+        _distribute(part.members, produced, part.samples, self.label)
         output_s = time.perf_counter() - started
-        self._metrics.computed(job.samples, len(job.members), seconds, job.input_s, output_s)
+        self._metrics.computed(part.samples, len(part.members), seconds, input_s, output_s)
 
     async def close(self, timeout: float) -> None:
         """Stop taking requests, finish the queued and running ones within ``timeout``, fail what is left."""
@@ -383,6 +408,30 @@ def _timed_infer(
     started = time.perf_counter()
     produced = runtime.infer(inputs, outputs)
     return produced, time.perf_counter() - started
+
+
+def _run(runtime: Runtime, job: _Job) -> list[_Part]:
+    """The batch's model call. If it fails with several requests in it, the batch is split in halves and each half
+    retried, down to the requests that fail on their own: one bad request does not fail its companions, and each
+    request takes part in at most log2(requests) extra calls."""
+    try:
+        return [_Part(job.members, job.samples, _timed_infer(runtime, job.inputs, job.outputs))]
+    except Exception as exc:
+        if len(job.members) == 1:
+            return [_Part(job.members, job.samples, exc)]
+    return _bisect(runtime, job.members, job.outputs)
+
+
+def _bisect(runtime: Runtime, members: list[PendingRequest], outputs: tuple[str, ...]) -> list[_Part]:
+    parts = []
+    middle = len(members) // 2
+    for group in (members[:middle], members[middle:]):
+        samples = sum(member.samples for member in group)
+        try:
+            parts.append(_Part(group, samples, _timed_infer(runtime, _concatenate(group), outputs)))
+        except Exception as exc:
+            parts.extend([_Part(group, samples, exc)] if len(group) == 1 else _bisect(runtime, group, outputs))
+    return parts
 
 
 def _concatenate(members: list[PendingRequest]) -> dict[str, np.ndarray]:

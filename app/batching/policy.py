@@ -14,10 +14,15 @@ def priority_level(spec: BatchingSpec, parameters: dict[str, ParameterValue]) ->
 
 
 def queue_timeout(spec: BatchingSpec, parameters: dict[str, ParameterValue]) -> float | None:
-    """Seconds the request may wait in the queue; None waits as long as it takes."""
+    """Seconds the request may wait in the queue; None waits as long as it takes. Set by the client's ``timeout``
+    when it sends one (see :func:`client_chose_timeout`), else by the model's ``default_timeout_ms``."""
     value = parameters.get("timeout")
     if value is None:
         return spec.default_timeout_ms / 1000 or None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise InvalidRequest(f"parameter 'timeout' must be a positive integer of microseconds, got {value!r}")
     return value / 1_000_000
+
+
+def client_chose_timeout(parameters: dict[str, ParameterValue]) -> bool:
+    return "timeout" in parameters

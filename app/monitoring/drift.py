@@ -45,7 +45,11 @@ class DriftMonitor:
     def observe(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
         """Maybe keep this request's inputs and prediction (``sample_rate`` of requests)."""
         if self._rng.random() < self.sample_rate:
-            self._window.append((inputs, outputs.get(self.output)))
+            # Copies: a binary input is a view of its request's whole body (parameters, padding and all), and an
+            # output a view of its batch's; kept for up to ``window`` requests, the views would keep all of those.
+            prediction = outputs.get(self.output)
+            kept = {name: array.copy() for name, array in inputs.items()}
+            self._window.append((kept, None if prediction is None else prediction.copy()))
 
     @property
     def samples(self) -> int:

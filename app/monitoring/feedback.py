@@ -91,7 +91,12 @@ class FeedbackLedger:
             payload, signature = _unb64(encoded), _unb64(mac)
         except ValueError:
             raise unknown from None
-        if not hmac.compare_digest(signature, self._mac(payload)):
+        # The decoder skips characters outside its alphabet, so 'id.' or 'id!' decode like 'id': only the exact
+        # encoding is the answer's id, or one answer could be judged again and again under new spellings.
+        if (
+            not hmac.compare_digest(signature, self._mac(payload))
+            or f"{_b64(payload)}.{_b64(signature)}" != response_id
+        ):
             raise unknown
         model, variant, predicted, expires, _ = payload.decode().split("\0")
         return Answer(model, variant, int(predicted) if predicted else None), int(expires)

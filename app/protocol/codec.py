@@ -6,6 +6,7 @@ tensors are listed. Every check that depends on a declared size happens before a
 """
 
 import struct
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, PayloadTooLarge
 from app.protocol.datatypes import DATATYPES, datatype_of, element_count, numpy_dtype
 from app.protocol.schemas import InferenceRequest, ParameterValue, RequestInput, RequestOutput
 
@@ -62,8 +63,17 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def decode_request(body: bytes, header_length: int | None) -> DecodedRequest:
-    """Parse a request body; ``header_length`` is the Inference-Header-Content-Length value, if sent."""
+# Commas a valid JSON header holds besides those between numbers: fields, inputs, outputs, parameters.
+_STRUCTURE_COMMAS = 256
+
+
+def decode_request(body: bytes, header_length: int | None, max_values: int | None = None) -> DecodedRequest:
+    """Parse a request body; ``header_length`` is the Inference-Header-Content-Length value, if sent.
+
+    ``max_values`` is the most numbers a valid request to the model carries: a JSON header with more commas than
+    that could hold is refused before parsing, since parsing builds a Python object of ~30 bytes per number
+    (a 57 MB array became 850 MB before its shape could be checked).
+    """
     if header_length is None:
         header_length = len(body)
     elif header_length == 0:
@@ -75,6 +85,12 @@ def decode_request(body: bytes, header_length: int | None) -> DecodedRequest:
         raise InvalidRequest(
             f"Inference-Header-Content-Length is {header_length} but the body has only {len(body)} bytes"
         )
+    if max_values is not None:
+        commas = body.count(b",", 0, header_length)
+        if commas > max_values + _STRUCTURE_COMMAS:
+            raise PayloadTooLarge(
+                f"the JSON body holds about {commas + 1} values; this model takes at most {max_values} in one request"
+            )
     try:
         document = orjson.loads(body[:header_length])
     except orjson.JSONDecodeError as exc:
@@ -115,7 +131,21 @@ def decode_request(body: bytes, header_length: int | None) -> DecodedRequest:
             f"the body has {len(binary) - offset} bytes of binary data beyond what the inputs' binary_data_size "
             "parameters account for"
         )
+    _check_outputs(request.outputs)
     return DecodedRequest(request.id, request.parameters or {}, tensors, request.outputs)
+
+
+def _check_outputs(outputs: list[RequestOutput] | None) -> None:
+    """Each output named once: the response repeats an output as often as it is asked for, so repeats would let
+    one small request ask for a response thousands of times its size."""
+    if outputs is None:
+        return
+    if not outputs:
+        raise InvalidRequest("'outputs' is empty: name at least one output, or leave 'outputs' out for all of them")
+    counts = Counter(output.name for output in outputs)
+    if len(counts) != len(outputs):
+        repeated = sorted(name for name, count in counts.items() if count > 1)[:10]
+        raise InvalidRequest(f"outputs {repeated} are asked for more than once; name each output once")
 
 
 def _from_binary(spec: RequestInput, raw: memoryview) -> np.ndarray:

@@ -42,6 +42,9 @@ class TensorSpec(_Strict):
     value_range: tuple[float, float] | None = None
     """Inputs only: the lowest and highest value the model accepts (e.g. token ids within the vocabulary); other
     values are refused with 400 rather than reaching the runtime, which would fail the whole batch."""
+    same_shape_as: str | None = None
+    """Inputs only: another input this one must match in shape (an attention mask and its token ids), so a mismatch
+    is the client's 400 instead of a failure inside the model."""
 
     @field_validator("datatype")
     @classmethod
@@ -97,6 +100,10 @@ class VariantSpec(_Strict):
     runtime: Literal["onnx", "torchscript"]
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     description: str = ""
+    batch_dependent: bool = False
+    """Its answers move with the other samples in its model call (dynamic int8 scales activations per batch):
+    each request then gets a model call of its own and its answers are never cached, so no client can change
+    another's answer. ``servometer optimize`` measures it."""
 
     @field_validator("file")
     @classmethod
@@ -284,7 +291,13 @@ class ModelManifest(_Strict):
         for tensor in self.outputs:
             if tensor.value_range is not None or tensor.finite_only:
                 raise ValueError(f"output '{tensor.name}': value_range and finite_only apply to inputs only")
+        input_names = [tensor.name for tensor in self.inputs]
+        for tensor in self.outputs:
+            if tensor.same_shape_as is not None:
+                raise ValueError(f"output '{tensor.name}': same_shape_as applies to inputs only")
         for tensor in self.inputs:
+            if tensor.same_shape_as is not None and tensor.same_shape_as not in input_names:
+                raise ValueError(f"input '{tensor.name}': same_shape_as names '{tensor.same_shape_as}', not an input")
             if tensor.value_range is not None and tensor.datatype in ("BYTES", "BOOL"):
                 raise ValueError(f"input '{tensor.name}': value_range needs a numeric datatype, not {tensor.datatype}")
         if self.batching.max_batch_size > 1:
@@ -327,16 +340,24 @@ class ModelManifest(_Strict):
 def load_manifest(folder: Path) -> ModelManifest:
     """Read and validate ``folder/model.yaml``; the folder's name must be the model's name."""
     path = folder / MANIFEST_FILE
+    # Named from the repository down: these messages reach clients (readiness, model metadata), which have no
+    # business learning where the repository lives on the server.
+    shown = f"{folder.name}/{MANIFEST_FILE}"
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise ManifestError(f"{path}: cannot read: {exc}") from None
+        raise ManifestError(f"{shown}: cannot read: {_without_paths(exc, folder)}") from None
     if not isinstance(document, dict):
-        raise ManifestError(f"{path}: expected a mapping of settings at the top level")
+        raise ManifestError(f"{shown}: expected a mapping of settings at the top level")
     try:
         manifest = ModelManifest.model_validate(document)
     except ValidationError as exc:
-        raise ManifestError(f"{path}: {describe_validation_error(exc)}") from None
+        raise ManifestError(f"{shown}: {describe_validation_error(exc)}") from None
     if manifest.name != folder.name:
-        raise ManifestError(f"{path}: name: '{manifest.name}' must equal the folder's name '{folder.name}'")
+        raise ManifestError(f"{shown}: name: '{manifest.name}' must equal the folder's name '{folder.name}'")
     return manifest
+
+
+def _without_paths(exc: Exception, folder: Path) -> str:
+    """An OS error's text with the model folder's absolute path cut down to its name."""
+    return str(exc).replace(str(folder.parent) + "/", "")

@@ -36,7 +36,7 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Cache operations: tens of microseconds in memory, a millisecond or so over the network to Redis.
 CACHE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 CACHE_RESULTS = ("hit", "miss", "bypass", "error", "skipped")
-OUTCOMES = ("success", "client_error", "rejected", "timeout", "server_error")
+OUTCOMES = ("success", "client_error", "client_timeout", "rejected", "timeout", "server_error")
 DISPATCH_REASONS = ("full", "preferred", "delay", "idle")
 DROP_REASONS = ("queue_full", "priority_queue_full", "timeout", "disconnected", "shutdown")
 
@@ -53,7 +53,8 @@ class Metrics:
         variant = ["model", "variant"]
         self.requests = Counter(
             "servometer_requests",
-            "Inference requests answered, by outcome (success, client_error, rejected, timeout, server_error).",
+            "Inference requests answered, by outcome "
+            "(success, client_error, client_timeout, rejected, timeout, server_error).",
             [*variant, "outcome"],
             registry=self.registry,
         )

@@ -24,7 +24,15 @@ import yaml
 from app.monitoring.reference import write_reference
 from app.repository.manifest import MANIFEST_FILE, REFERENCE_FILE, ModelManifest, load_manifest
 from app.runtimes.base import RuntimeOptions
-from app.variants.quality import EvaluationSet, Quality, evaluated_output, load_calibration, load_evaluation, measure
+from app.variants.quality import (
+    EvaluationSet,
+    Quality,
+    depends_on_companions,
+    evaluated_output,
+    load_calibration,
+    load_evaluation,
+    measure,
+)
 
 Kind = Literal["fp32-opt", "int8-dynamic", "int8-static", "fp16", "torchscript"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -51,6 +59,8 @@ class Outcome:
     reason: str
     """Why it was left out, or empty."""
     quality: Quality | None
+    batch_dependent: bool = False
+    """Its answers move with their batch companions (measured): served alone, never cached."""
 
 
 def optimize(
@@ -104,13 +114,14 @@ def _produce(
         try:
             _MAKERS[kind](source, staged, folder, manifest)
             produced = evaluated_output(manifest, runtime, staged, evaluation, options)
+            dependent = depends_on_companions(manifest, runtime, staged, evaluation, options, produced)
         except Exception as exc:  # a kind the tools or the runtime cannot do here: reported, left out
             return Outcome(kind, name, target.name, False, f"not supported here: {_first_line(exc)}", None)
         quality = measure(manifest.evaluation, produced, expected, evaluation.labels)
         if not quality.passes(manifest.evaluation):
             return Outcome(kind, name, target.name, False, f"too far from the reference: {_summary(quality)}", quality)
         staged.replace(target)
-    return Outcome(kind, name, target.name, True, "", quality)
+    return Outcome(kind, name, target.name, True, "", quality, dependent)
 
 
 @contextlib.contextmanager
@@ -204,6 +215,10 @@ def write_variants(path: Path, outcomes: list[Outcome]) -> None:
         entry["runtime"] = "torchscript" if outcome.kind == "torchscript" else "onnx"
         entry["precision"] = PRECISION[outcome.kind]
         entry["description"] = DESCRIPTION[outcome.kind]
+        if outcome.batch_dependent:
+            entry["batch_dependent"] = True
+        elif "batch_dependent" in entry:
+            del entry["batch_dependent"]
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".yaml", delete=False) as staged:
         yaml.dump(document, staged)
     _replace_if_valid(Path(staged.name), path)

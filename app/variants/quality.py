@@ -116,8 +116,11 @@ def evaluated_output(
     path: Path,
     evaluation: EvaluationSet,
     options: RuntimeOptions,
+    batch: int = EVALUATION_BATCH,
+    samples: int | None = None,
 ) -> np.ndarray:
-    """The evaluated output of the model file at ``path`` over the evaluation set, in batches."""
+    """The evaluated output of the model file at ``path`` over the evaluation set (its first ``samples``), in
+    model calls of ``batch`` samples."""
     assert manifest.evaluation is not None
     loaded = load_runtime(
         runtime, path, options, [tensor_info(t) for t in manifest.inputs], [tensor_info(t) for t in manifest.outputs]
@@ -125,12 +128,35 @@ def evaluated_output(
     try:
         output = manifest.evaluation.output
         parts = [
-            loaded.infer({k: v[i : i + EVALUATION_BATCH] for k, v in evaluation.inputs.items()}, [output])[output]
-            for i in range(0, evaluation.samples, EVALUATION_BATCH)
+            loaded.infer({k: v[i : i + batch] for k, v in evaluation.inputs.items()}, [output])[output]
+            for i in range(0, min(evaluation.samples, samples or evaluation.samples), batch)
         ]
     finally:
         loaded.close()
     return np.concatenate(parts)
+
+
+COMPANION_SAMPLES = 8
+COMPANION_TOLERANCE = 1e-4
+"""How far, relative to the output's scale, a sample's answer may move with its batch companions before the
+variant counts as batch-dependent: float kernels move it ~1e-7; per-batch activation scales (dynamic int8) move
+it by whole percents."""
+
+
+def depends_on_companions(
+    manifest: ModelManifest,
+    runtime: Literal["onnx", "torchscript"],
+    path: Path,
+    evaluation: EvaluationSet,
+    options: RuntimeOptions,
+    batched: np.ndarray,
+) -> bool:
+    """Whether the variant answers the first evaluation samples differently alone than within the batches that
+    gave ``batched`` (see :data:`COMPANION_TOLERANCE`)."""
+    alone = evaluated_output(manifest, runtime, path, evaluation, options, batch=1, samples=COMPANION_SAMPLES)
+    together = batched[: len(alone)]
+    scale = max(1.0, float(np.abs(together).max()))
+    return float(np.abs(alone - together).max()) > COMPANION_TOLERANCE * scale
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
