@@ -34,7 +34,13 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     return error_response(400, f"invalid request: {problems}")
 
 
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    # A bug's details stay in the log (Starlette logs the traceback); the client learns only that it happened.
+    return error_response(500, "internal server error")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,13 +1,17 @@
 """Who may call what, and the headers every response carries.
 
-Inference and model routes (``/v2/models...``) need one of ``api_keys`` when any is configured; the model
-repository (management) routes (``/v2/repository...``) exist only when ``management_api_key`` is set and always need
-that key. Health, server metadata, ``/metrics`` and the API docs stay open: probes and scrapers carry no secrets.
-Keys travel as ``Authorization: Bearer <key>`` and are compared in constant time.
+Deny by default: with any key configured, every route needs one, except the health probes (``/v2/health/live``,
+``/v2/health/ready``: probes carry no secrets) and the paths the operator opens with ``public_paths`` (``/metrics``
+and the API docs unless told otherwise). So a route added later is covered without anyone remembering to.
+Which key: the model repository (management) routes (``/v2/repository...``) exist only when
+``management_api_key`` is set and always need that key; feedback needs ``feedback_api_key`` when that is set;
+everything else takes any of ``api_keys`` (or the management key). Keys travel as
+``Authorization: Bearer <key>`` and are compared in constant time.
 """
 
 import hmac
-from collections.abc import Awaitable, Callable, MutableMapping
+import re
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from enum import Enum
 from typing import Any
 
@@ -26,49 +30,77 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 
+PROBES = ("/v2/health/live", "/v2/health/ready")
+_FEEDBACK_PATH = re.compile(r"^/v2/models/[^/]+/feedback$")
+
+
 class Access(Enum):
     PUBLIC = "public"
-    INFERENCE = "inference"
+    API = "api"
+    FEEDBACK = "feedback"
     MANAGEMENT = "management"
 
 
-def access_for(path: str) -> Access:
-    if path.startswith("/v2/repository"):
-        return Access.MANAGEMENT
-    if path.startswith("/v2/models"):
-        return Access.INFERENCE
-    return Access.PUBLIC
-
-
 class KeyCheck:
-    def __init__(self, api_keys: list[str], management_key: str | None) -> None:
-        self._inference = [key.encode() for key in api_keys]
+    def __init__(
+        self,
+        api_keys: list[str],
+        management_key: str | None,
+        feedback_key: str | None = None,
+        public_paths: Sequence[str] = (),
+    ) -> None:
+        self._api = [key.encode() for key in api_keys]
         self._management = management_key.encode() if management_key else None
+        self._feedback = feedback_key.encode() if feedback_key else None
+        self._public = tuple(path.rstrip("/") for path in public_paths)
 
     @property
     def enabled(self) -> bool:
-        return bool(self._inference) or self._management is not None
+        return bool(self._api) or self._management is not None or self._feedback is not None
+
+    def access_for(self, path: str) -> Access:
+        if path.startswith("/v2/repository"):
+            return Access.MANAGEMENT
+        if path in PROBES or any(path == open_ or path.startswith(open_ + "/") for open_ in self._public):
+            return Access.PUBLIC
+        if _FEEDBACK_PATH.match(path):
+            return Access.FEEDBACK
+        return Access.API
 
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
         """``(status, message)`` when the request may not proceed, else None."""
-        access = access_for(scope["path"])
-        if access is Access.PUBLIC:
-            return None
+        access = self.access_for(scope["path"])
         if access is Access.MANAGEMENT and self._management is None:
             return 404, "the model management API is off (set SERVOMETER_MANAGEMENT_API_KEY to enable it)"
-        if access is Access.INFERENCE and not self._inference:
+        needed = {
+            Access.PUBLIC: [],
+            Access.API: self._api,
+            Access.FEEDBACK: [self._feedback] if self._feedback else self._api,
+            Access.MANAGEMENT: [],
+        }[access]
+        if access is not Access.MANAGEMENT and not needed:
             return None
         presented = _bearer(scope)
         if presented is None:
             return 401, "this route needs an API key: send 'Authorization: Bearer <key>'"
-        management = self._management is not None and hmac.compare_digest(presented, self._management)
         # Every key is compared, so the time taken does not tell which key came close.
-        inference = [hmac.compare_digest(presented, key) for key in self._inference]
-        if management or (access is Access.INFERENCE and any(inference)):
+        management = self._management is not None and hmac.compare_digest(presented, self._management)
+        matches = [hmac.compare_digest(presented, key) for key in needed]
+        if management or any(matches):
             return None
-        if any(inference):
-            return 403, "this key may call inference routes only; the management API needs its own key"
+        known = [*self._api, *([self._feedback] if self._feedback else [])]
+        other_keys = [hmac.compare_digest(presented, key) for key in known]
+        if any(other_keys):
+            return 403, f"this key may not call this route: {_NEEDS[access]}"
         return 401, "the API key is not valid"
+
+
+_NEEDS = {
+    Access.API: "it needs an API key",
+    Access.FEEDBACK: "feedback needs the feedback key (SERVOMETER_FEEDBACK_API_KEY)",
+    Access.MANAGEMENT: "the management API needs its own key",
+    Access.PUBLIC: "",
+}
 
 
 def _bearer(scope: Scope) -> bytes | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from app.errors import NotFound, Unavailable
+from app.errors import InvalidRequest, NotFound, Unavailable
 from app.repository.build_record import incomplete_build
 from app.repository.manifest import (
     MANIFEST_FILE,
@@ -99,18 +99,33 @@ class Registry:
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
         for folder in sorted(path.parent for path in self.root.glob(f"*/{MANIFEST_FILE}")):
-            self.install(_read(folder))
+            if self.model_folder(folder.name) is None:
+                log.error("model folder '%s' is skipped: it leads out of the model repository", folder.name)
+                continue
+            self.install(self._read(folder))
+
+    def model_folder(self, name: str) -> Path | None:
+        """The folder of model ``name`` when it is one the server may load, else None: a valid name, directly
+        inside the repository once every link is resolved, holding a model.yaml. The start-up scan and the load
+        API both ask here, so a link out of the repository is refused by either."""
+        if "\0" in name:
+            raise InvalidRequest("the model name contains a null byte")
+        if not NAME_PATTERN.fullmatch(name):
+            return None
+        folder = self.root / name
+        if folder.resolve().parent != self.root.resolve() or not (folder / MANIFEST_FILE).is_file():
+            return None
+        return folder
 
     def reload(self, name: str) -> tuple[ModelEntry, ModelEntry | None]:
         """Read one model's folder again and load its variants: ``(new entry, the entry it replaces)``. Blocking.
 
         ``name`` is only ever a folder directly inside the repository: no path, no link out of it, no URL.
         """
-        folder = self.root / name
-        inside = folder.resolve().parent == self.root.resolve() and not folder.is_symlink()
-        if not NAME_PATTERN.fullmatch(name) or not inside or not (folder / MANIFEST_FILE).is_file():
+        folder = self.model_folder(name)
+        if folder is None:
             raise NotFound(f"the model repository has no model folder '{name}'")
-        entry = _read(folder)
+        entry = self._read(folder)
         for variant in entry.variants.values():
             self._load(variant)
         return entry, self._models.get(name)
@@ -154,7 +169,7 @@ class Registry:
             check_signature(variant.manifest, runtime)
             variant.digest = file_digest(variant.path)
         except RuntimeLoadError as exc:
-            variant.state, variant.reason = VariantState.UNAVAILABLE, str(exc)
+            variant.state, variant.reason = VariantState.UNAVAILABLE, self.public(str(exc))
             log.error("model '%s' variant '%s' is unavailable: %s", variant.model_name, variant.name, exc)
             return
         variant.runtime, variant.state = runtime, VariantState.LOADED
@@ -203,24 +218,41 @@ class Registry:
         for entry in self._models.values():
             self.close_entry(entry)
 
+    def public(self, text: str) -> str:
+        """``text`` with the repository's absolute path cut off: reasons reach clients (readiness, 503s), which
+        have no business learning the server's file layout."""
+        for root in {str(self.root.resolve()), str(self.root.absolute()), str(self.root)}:
+            text = text.replace(root + "/", "")
+        return text
 
-def _read(folder: Path) -> ModelEntry:
-    try:
-        manifest = load_manifest(folder)
-    except ManifestError as exc:
-        log.error("model '%s' is unavailable: %s", folder.name, exc)
-        return ModelEntry(folder.name, None, str(exc))
-    versions = manifest.versions()
-    entry = ModelEntry(manifest.name, manifest)
-    for spec in manifest.variants:
-        entry.variants[spec.name] = Variant(manifest, spec, versions[spec.name], folder / spec.file)
-    unbuilt = incomplete_build(folder)
-    if unbuilt:  # a failed or interrupted build: whatever files it left are not served
-        reason = f"{unbuilt}; run `servometer models build {folder.name}`"
-        log.error("model '%s' is unavailable: %s", folder.name, reason)
-        for variant in entry.variants.values():
-            variant.state, variant.reason = VariantState.UNAVAILABLE, reason
-    return entry
+    def _read(self, folder: Path) -> ModelEntry:
+        try:
+            manifest = load_manifest(folder)
+        except ManifestError as exc:
+            log.error("model '%s' is unavailable: %s", folder.name, exc)
+            return ModelEntry(folder.name, None, self.public(str(exc)))
+        versions = manifest.versions()
+        entry = ModelEntry(manifest.name, manifest)
+        for spec in manifest.variants:
+            variant = Variant(manifest, spec, versions[spec.name], folder / spec.file)
+            entry.variants[spec.name] = variant
+            if _leaves_folder(variant.path, folder):
+                variant.state = VariantState.UNAVAILABLE
+                variant.reason = f"its file '{spec.file}' leads out of the model's folder (a link): not served"
+                log.error("model '%s' variant '%s' is unavailable: %s", manifest.name, spec.name, variant.reason)
+        unbuilt = incomplete_build(folder)
+        if unbuilt:  # a failed or interrupted build: whatever files it left are not served
+            reason = self.public(f"{unbuilt}; run `servometer models build {folder.name}`")
+            log.error("model '%s' is unavailable: %s", folder.name, reason)
+            for variant in entry.variants.values():
+                variant.state, variant.reason = VariantState.UNAVAILABLE, reason
+        return entry
+
+
+def _leaves_folder(path: Path, folder: Path) -> bool:
+    """Whether a variant's file, or the ONNX external data beside it, resolves to somewhere outside ``folder``."""
+    inside = folder.resolve()
+    return any(not part.resolve().is_relative_to(inside) for part in (path, path.with_name(path.name + ".data")))
 
 
 def tensor_info(spec: TensorSpec) -> TensorInfo:
