@@ -108,39 +108,15 @@ def v2_json(inputs: dict[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
-BATCH_DEPENDENT_VARIANTS = frozenset({"int8-dynamic"})
-"""Variants whose answers move with their batch companions. Dynamic int8 computes its activation scales over each
-model call's whole batch, so a request's answer depends on what it was batched with. Measured over 2,000 random
-compositions of digits' held-out images (batches of 2 to 64): a logit moved by up to 5.1, a fifth of the answer's
-largest logit, and top-1 never changed; over 300 for MiniLM, an embedding component by up to 0.031. Every other
-variant is batch-invariant up to the order of float sums."""
-BATCH_DEPENDENT_BOUND = 0.5
-"""The largest move of a batch-dependent variant's answer, as a share of the answer's largest value run alone."""
-BATCH_DEPENDENT_AGREEMENT = 0.95
-"""The share of a batch-dependent classifier's labels that must equal the label run alone."""
-
-
 def assert_batched_equals_alone(
-    variant: str, answers: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]], tolerance: float
+    answers: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]], tolerance: float
 ) -> None:
-    """``(served, run alone)`` outputs of requests that were batched with others: equal within the variant's
-    float ``tolerance``, or for a batch-dependent variant within the bounds above (a request given another's rows
-    would still fail them: other inputs, other labels)."""
-    if variant not in BATCH_DEPENDENT_VARIANTS:
-        for served, alone in answers:
-            for name, want in alone.items():
-                np.testing.assert_allclose(served[name], want, rtol=0, atol=tolerance, err_msg=name)
-        return
-    labels = []
+    """``(served, run alone)`` outputs of requests that were batched with others: equal within the variant's float
+    ``tolerance`` (a request given another's rows would fail: other inputs, other answers). Batch-dependent
+    variants (dynamic int8) are never batched, so they too answer exactly as alone."""
     for served, alone in answers:
         for name, want in alone.items():
-            if want.dtype.kind in "iu":
-                labels.append(served[name] == want)
-                continue
-            largest = np.abs(want).max(axis=tuple(range(1, want.ndim)), keepdims=True)
-            assert (np.abs(served[name] - want) <= BATCH_DEPENDENT_BOUND * largest).all(), name
-    if labels:
-        assert np.concatenate(labels).mean() >= BATCH_DEPENDENT_AGREEMENT
+            np.testing.assert_allclose(served[name], want, rtol=0, atol=tolerance, err_msg=name)
 
 
 def reference_outputs(model: str, variant_file: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -71,7 +71,8 @@ async def test_a_variant_whose_warm_up_call_fails_is_unavailable_and_the_others_
     int8.runtime = Broken(int8.runtime)  # type: ignore[arg-type]
     await service.start()
     assert int8.state is VariantState.UNAVAILABLE
-    assert "its warm-up call failed: kernel exploded" in int8.reason
+    assert "its warm-up call failed (RuntimeError" in int8.reason
+    assert "kernel exploded" not in int8.reason  # the model's message is for the log, not for clients
     assert service.registry.resolve("digits", "fp32").state is VariantState.READY
     assert service.not_ready_reasons() == []
     await service.close(5)

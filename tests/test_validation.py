@@ -81,3 +81,18 @@ def test_values_outside_an_inputs_declared_range_are_rejected_naming_the_input(i
 def test_values_at_the_edges_of_the_declared_range_pass():
     ids = Tensor("input_ids", "INT64", np.array([[0, 30521]], np.int64))
     RequestCheck(MINILM)(_request(ids, Tensor("attention_mask", "INT64", np.array([[0, 1]], np.int64))))
+
+
+def test_an_attention_mask_of_another_shape_than_its_token_ids_is_refused_naming_both():
+    check = RequestCheck(MINILM)
+    ids = Tensor("input_ids", "INT64", np.ones((2, 5), np.int64))
+    mask = Tensor("attention_mask", "INT64", np.ones((2, 6), np.int64))
+    with pytest.raises(
+        InvalidRequest, match=r"input 'attention_mask': expected the shape of input 'input_ids' \[2, 5\]"
+    ):
+        check(_request(ids, mask))
+
+
+def test_the_value_budget_is_the_largest_valid_request():
+    assert RequestCheck(DIGITS).max_values == 64 * 64
+    assert RequestCheck(MINILM).max_values == 2 * 32 * 256

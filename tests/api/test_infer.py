@@ -140,7 +140,9 @@ def test_a_model_that_raises_is_a_500_naming_the_variant_and_the_server_keeps_se
         monkeypatch.setattr(variant.runtime, "infer", broken)
         response = _post(client, "/v2/models/digits/versions/int8/infer", _digits_body(digits_images(1)))
         assert response.status_code == 500
-        assert response.json()["error"] == "model 'digits' variant 'int8' failed: CUDA error: device lost"
+        # The model's own message goes to the log: clients learn which variant failed, not its internals.
+        error = response.json()["error"]
+        assert error == "model 'digits' variant 'int8' failed on this request (the server's log has the error)"
         assert _post(client, "/v2/models/digits/infer", _digits_body(digits_images(1))).status_code == 200
 
 

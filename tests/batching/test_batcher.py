@@ -1,6 +1,7 @@
 """The dynamic batcher against the real demo models, with calls recorded and held by a gate."""
 
 import asyncio
+import math
 import threading
 import time
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.batching.batcher import DynamicBatcher
-from app.errors import ClientGone, ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, Unavailable
+from app.errors import ClientGone, ClientTimeout, ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, Unavailable
 from app.repository.manifest import BatchingSpec
 from app.runtimes.base import RuntimeOptions
 from app.runtimes.onnx import OnnxRuntime
@@ -23,9 +24,11 @@ def digits_runtime(demo_models) -> OnnxRuntime:
     return OnnxRuntime(MODELS / "digits" / "model.fp32.onnx", RuntimeOptions())
 
 
-def _batcher(runtime, metrics: Metrics | None = None, **spec: object) -> tuple[DynamicBatcher, GatedRuntime, Metrics]:
+def _batcher(
+    runtime, metrics: Metrics | None = None, gated: GatedRuntime | None = None, alone: bool = False, **spec: object
+) -> tuple[DynamicBatcher, GatedRuntime, Metrics]:
     metrics = metrics or Metrics()
-    gated = GatedRuntime(runtime)
+    gated = gated or GatedRuntime(runtime)
     # The gate blocks inside the model call, so every call must run on a worker thread, never inline.
     settings = {
         "max_batch_size": 64,
@@ -39,6 +42,7 @@ def _batcher(runtime, metrics: Metrics | None = None, **spec: object) -> tuple[D
         gated,
         BatchingSpec.model_validate(settings),
         metrics.for_variant("digits", "fp32"),
+        alone=alone,
     )
     batcher.start()
     return batcher, gated, metrics
@@ -239,6 +243,71 @@ async def test_a_failing_model_fails_every_request_in_the_batch_and_the_next_bat
             await pending.future
     good = batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, None)
     assert (await good.future)["label"].shape == (1,)
+    await batcher.close(5)
+
+
+class _FailsOnMarker(GatedRuntime):
+    """Fails any call holding a sample whose pixels are all ``MARKER``, as a model fails on one bad input."""
+
+    MARKER = -1.0
+
+    def infer(self, inputs, outputs):
+        result = super().infer(inputs, outputs)
+        if (inputs["image"] == self.MARKER).all(axis=(1, 2, 3)).any():
+            raise RuntimeError("bad sample in the batch")
+        return result
+
+
+@pytest.mark.parametrize(("requests", "bad"), [(2, {0}), (8, {5}), (13, {0, 12}), (16, {3, 4, 9})])
+async def test_a_failing_batch_is_split_until_only_the_requests_that_fail_alone_fail(digits_runtime, requests, bad):
+    batcher, runtime, _ = _batcher(digits_runtime, gated=_FailsOnMarker(digits_runtime))
+    first = await _hold_first_call(batcher, runtime, samples=1)
+    # Request i sends one image of pixels i + 1 (or the marker): its rows are recognisable in every call.
+    images = [
+        np.full((1, 1, 8, 8), _FailsOnMarker.MARKER if i in bad else i + 1.0, np.float32) for i in range(requests)
+    ]
+    pending = [batcher.submit({"image": image}, OUTPUTS, 1, None) for image in images]
+    runtime.gate.set()
+    await first.future
+    for i, request in enumerate(pending):
+        if i in bad:
+            with pytest.raises(ModelFailed, match="failed on this request"):
+                await request.future
+        else:
+            alone = digits_runtime.infer({"image": images[i]}, OUTPUTS)
+            np.testing.assert_array_equal((await request.future)["logits"], alone["logits"])
+    for i, image in enumerate(images):
+        if i in bad:  # their images are all alike
+            continue
+        calls = sum(bool((call["image"] == image[0]).all(axis=(1, 2, 3)).any()) for call in runtime.calls[1:])
+        # The batch's own call, then at most one call per halving.
+        assert calls - 1 <= math.ceil(math.log2(requests)), (i, calls)
+    await batcher.close(5)
+
+
+async def test_a_variant_served_alone_never_shares_a_model_call(digits_runtime):
+    batcher, gated, _ = _batcher(digits_runtime, alone=True)
+    first = await _hold_first_call(batcher, gated, samples=1)
+    pending = [batcher.submit({"image": digits_images(n)}, OUTPUTS, 1, None) for n in (2, 1, 3, 1, 1)]
+    gated.gate.set()
+    await asyncio.gather(first.future, *(p.future for p in pending))
+    assert gated.batch_sizes() == [1, 2, 1, 3, 1, 1]
+    await batcher.close(5)
+
+
+async def test_a_timeout_the_client_chose_expires_as_the_clients_own(digits_runtime):
+    batcher, gated, _ = _batcher(digits_runtime)
+    first = await _hold_first_call(batcher, gated)
+    chosen = batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, 0.01, client_timeout=True)
+    default = batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, 0.01)
+    with pytest.raises(ClientTimeout) as client_side:
+        await chosen.future
+    with pytest.raises(QueueTimeout) as server_side:
+        await default.future
+    assert client_side.value.outcome == "client_timeout"
+    assert server_side.value.outcome == "timeout"
+    gated.gate.set()
+    await first.future
     await batcher.close(5)
 
 

@@ -54,11 +54,16 @@ def test_the_deployment_probes_readiness_and_liveness_and_runs_as_non_root():
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert pod["securityContext"]["runAsNonRoot"] is True
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
     redis = _one("Service", "servometer-redis")
     assert env["SERVOMETER_REDIS_URL"] == f"redis://{redis['metadata']['name']}:{redis['spec']['ports'][0]['port']}/0"
     drain = float(env["SERVOMETER_DRAIN_TIMEOUT_S"])
     assert pod["terminationGracePeriodSeconds"] > drain + 5  # the preStop sleep, then the drain
+    # Every replica signs feedback ids with the same secret, from the Secret the README says to create.
+    (secret,) = [item for item in container["env"] if item["name"] == "SERVOMETER_FEEDBACK_SECRET"]
+    assert secret["valueFrom"]["secretKeyRef"] == {
+        "name": "servometer-secrets", "key": "feedback-secret", "optional": True
+    }  # fmt: skip
 
 
 def test_the_selectors_meet_service_monitor_budget_and_scaler_find_the_gateway():

@@ -49,7 +49,7 @@ def test_the_request_id_is_echoed_and_names_the_log_lines_about_its_request(tmp_
         assert refused.status_code == 400
         assert "X-Request-Id must be 1 to 200 visible ASCII characters" in refused.json()["error"]
     lines = log.read_text().splitlines()
-    failure = [line for line in lines if "failed on a batch" in line]
+    failure = [line for line in lines if "failed on a call of" in line]
     assert failure, lines
     assert all("odd-3f9c" in line for line in failure), failure
     assert any("[request odd-3f9c]" in line and '"POST /v2/models/lookup/infer HTTP/1.1" 500' in line for line in lines)

@@ -1,5 +1,5 @@
-"""Several uvicorn workers: ready only when every worker is, and the counts of all of them add up in every scrape,
-whichever worker answers it."""
+"""Several uvicorn workers: ready only when every worker is, the counts of all of them add up in every scrape,
+whichever worker answers it, and feedback is accepted by whichever worker receives it."""
 
 import time
 from pathlib import Path
@@ -24,8 +24,15 @@ def test_metrics_of_two_workers_add_up(demo_models, tmp_path):
     with running_server(demo_models, "--workers", "2", log=tmp_path / "server.log") as address:
         body = v2_json({"image": digits_images(1)})
         with httpx.Client(base_url=f"http://{address}") as client:
+            ids = []
             for _ in range(40):  # each on a new connection, so both workers take some
-                assert httpx.post(f"http://{address}/v2/models/digits/infer", json=body).status_code == 200
+                answered = httpx.post(f"http://{address}/v2/models/digits/infer", json=body)
+                assert answered.status_code == 200
+                ids.append(answered.headers["servometer-response-id"])
+            # Feedback reaches whichever worker: every one signs ids with the secret `serve` gave them all.
+            for response_id in ids:
+                judged = httpx.post(f"http://{address}/v2/models/digits/feedback", json={"id": response_id, "label": 0})
+                assert judged.status_code == 200, judged.text
             # Each worker moves its pending observations into the shared files every second: wait until they have.
             deadline = time.monotonic() + 30
             while _successes(httpx.get(f"http://{address}/metrics").text) < 40:

@@ -80,3 +80,19 @@ def test_psi_and_ks_on_known_distributions():
     assert same[1] > 0.05
     assert moved[0] > 0.3
     assert moved[1] < 1e-6
+
+
+def test_sampled_requests_are_copied_out_of_their_request_bodies():
+    reference = load_reference(MODELS / "digits")
+    assert reference is not None
+    monitor = DriftMonitor(reference, "logits", sample_rate=1.0, window=10, interval_s=1, rng=random.Random(0))
+    body = bytearray(20 * 1024 * 1024)  # a request padded with 20 MB, its image a view at the end
+    image = np.frombuffer(body, dtype=np.float32, count=64, offset=len(body) - 256).reshape(1, 1, 8, 8)
+    batch_logits = np.zeros((64, 10), np.float32)
+    monitor.observe({"image": image}, {"logits": batch_logits[3:4]})
+    kept_inputs, kept_logits = monitor._window[0]
+    assert not np.shares_memory(kept_inputs["image"], image)
+    assert kept_inputs["image"].base is None
+    assert kept_inputs["image"].nbytes == 256
+    assert kept_logits is not None
+    assert not np.shares_memory(kept_logits, batch_logits)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 import yaml
 
 from app.context import AppContext
+from app.errors import NotFound
 from app.monitoring.feedback import FeedbackLedger
 from app.variants.quality import macro_f1
 from tests.api.conftest import async_app
@@ -156,3 +158,36 @@ def test_answers_of_the_same_class_at_the_same_moment_get_distinct_ids():
     for response_id in ids:
         ledger.record("digits", response_id, 3, None, window=1000)
     assert ledger.live("digits", "fp32")[:2] == (1000, 1.0)
+
+
+def test_an_answer_is_judged_once_under_any_spelling_of_its_id():
+    ledger = FeedbackLedger()
+    response_id = ledger.issue("digits", "fp32", 3, 60.0)
+    ledger.record("digits", response_id, 3, None, window=1000)
+    # The base64 decoder skips characters outside its alphabet: each of these decodes to the same answer.
+    for spelling in (response_id + ".", response_id + "=", response_id + "!", "!" + response_id, response_id + "\n"):
+        with pytest.raises(NotFound):
+            ledger.record("digits", spelling, 0, None, window=1000)
+    assert ledger.live("digits", "fp32")[:2] == (1, 1.0)
+
+
+def test_ids_signed_with_a_shared_secret_are_accepted_by_every_process_that_has_it():
+    secret = b"a-secret-shared-by-every-replica"
+    issued = FeedbackLedger(secret).issue("digits", "fp32", 3, 60.0)
+    assert FeedbackLedger(secret).record("digits", issued, 3, None, window=10).predicted == 3
+    with pytest.raises(NotFound):
+        FeedbackLedger(b"another-secret-of-another-one").record("digits", issued, 3, None, window=10)
+
+
+async def test_feedback_bodies_are_bounded_like_every_other_body(tmp_path, demo_models):
+    async with async_app(_repository(tmp_path), cache_backend="off") as (_, client):
+        declared = await client.post("/v2/models/digits/feedback", content=b"{" + b" " * (2 << 20) + b"}", headers=JSON)
+        assert declared.status_code == 413
+
+        async def unannounced():  # chunked: no Content-Length to refuse it by
+            for _ in range(400):
+                yield b" " * (1 << 20)
+
+        streamed = await client.post("/v2/models/digits/feedback", content=unannounced(), headers=JSON)
+        assert streamed.status_code == 413
+        assert "over the 1048576-byte limit" in streamed.json()["error"]

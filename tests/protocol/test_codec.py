@@ -4,7 +4,7 @@ import numpy as np
 import orjson
 import pytest
 
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, PayloadTooLarge
 from app.protocol.codec import decode_request, encode_response, wants_binary
 
 
@@ -234,3 +234,30 @@ def test_output_binary_flag_overrides_the_request_default():
     assert request.outputs is not None
     assert [wants_binary(request, output) for output in request.outputs] == [False, True]
     assert wants_binary(request, None) is True
+
+
+def test_an_output_asked_for_twice_is_refused_before_anything_is_computed():
+    image = {"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}
+    repeated = [{"name": "probabilities"}] * 150_000 + [{"name": "label"}] * 2
+    with pytest.raises(InvalidRequest, match=r"outputs \['label', 'probabilities'\] are asked for more than once"):
+        decode_request(_json({"inputs": [image], "outputs": repeated}), None)
+
+
+def test_an_empty_outputs_list_is_refused_naming_the_field():
+    image = {"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}
+    with pytest.raises(InvalidRequest, match="'outputs' is empty"):
+        decode_request(_json({"inputs": [image], "outputs": []}), None)
+
+
+def test_a_json_body_with_more_values_than_the_model_takes_is_refused_before_parsing(monkeypatch):
+    parsed = []
+    monkeypatch.setattr("app.protocol.codec.orjson.loads", lambda raw: parsed.append(raw))
+    body = _json({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1_000_000], "data": [0.0] * 1_000_000}]})
+    with pytest.raises(PayloadTooLarge, match=r"holds about 100000\d values; this model takes at most 4096"):
+        decode_request(body, None, max_values=4096)
+    assert parsed == []
+
+
+def test_a_json_body_within_the_value_budget_decodes():
+    body = _json({"inputs": [{"name": "x", "datatype": "FP32", "shape": [64, 64], "data": [0.5] * 4096}]})
+    assert decode_request(body, None, max_values=4096).inputs[0].shape == (64, 64)

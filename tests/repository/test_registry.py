@@ -3,7 +3,7 @@ import shutil
 import pytest
 import yaml
 
-from app.errors import NotFound, Unavailable
+from app.errors import InvalidRequest, NotFound, Unavailable
 from app.repository.registry import Registry, VariantState, file_digest
 from app.runtimes.base import RuntimeOptions
 from tests.helpers import copy_model
@@ -92,3 +92,53 @@ def test_digest_changes_when_the_model_file_changes(repository, demo_models):
     shutil.copy(demo_models / "digits" / "model.int8.onnx", target)
     assert file_digest(target) != before
     assert _loaded(repository).resolve("digits", "fp32").digest == file_digest(target)
+
+
+def _rename(folder, name):
+    manifest = yaml.safe_load((folder / "model.yaml").read_text())
+    manifest["name"] = name
+    (folder / "model.yaml").write_text(yaml.safe_dump(manifest))
+
+
+def test_the_start_up_scan_skips_a_folder_that_links_out_of_the_repository(repository, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "evil"
+    shutil.copytree(repository / "digits", outside)
+    _rename(outside, "evil")
+    (repository / "evil").symlink_to(outside)
+    registry = _loaded(repository)
+    assert [entry.name for entry in registry.models()] == ["digits"]
+    with pytest.raises(NotFound):
+        registry.reload("evil")  # the load API asks the same question
+
+
+def test_a_variant_file_that_links_out_of_its_folder_is_not_served_by_the_scan_or_a_reload(
+    repository, tmp_path_factory
+):
+    outside = tmp_path_factory.mktemp("outside")
+    int8 = repository / "digits" / "model.int8.onnx"
+    shutil.move(int8, outside / "model.int8.onnx")
+    int8.symlink_to(outside / "model.int8.onnx")
+    for entry in (_loaded(repository).get("digits"), Registry(repository, RuntimeOptions()).reload("digits")[0]):
+        variant = entry.variants["int8"]
+        assert variant.state is VariantState.UNAVAILABLE
+        assert "leads out of the model's folder" in variant.reason
+        assert variant.runtime is None
+        assert entry.variants["fp32"].state is VariantState.LOADED
+
+
+def test_reasons_shown_to_clients_carry_no_absolute_paths(repository):
+    (repository / "digits" / "model.fp32.onnx").write_bytes(b"not a model")
+    manifest = repository / "broken" / "model.yaml"
+    manifest.parent.mkdir()
+    manifest.write_text("name: broken\ninputs: []\n")
+    registry = _loaded(repository)
+    reasons = [registry.get("broken").error, registry.resolve("digits", "fp32").reason, *registry.required_failures()]
+    assert all(reasons)
+    for reason in reasons:
+        assert str(repository) not in reason, reason
+        assert "/tmp" not in reason, reason
+
+
+def test_a_model_name_with_a_null_byte_is_a_client_error(repository):
+    with pytest.raises(InvalidRequest, match="null byte"):
+        Registry(repository, RuntimeOptions()).reload("dig\0its")

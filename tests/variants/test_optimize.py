@@ -44,6 +44,9 @@ def test_every_onnx_kind_is_produced_agrees_with_the_reference_and_is_listed(dig
     assert listed["fp32-opt"].version == 4
     assert listed["int8-static"].precision == "int8"
     assert listed["fp16"].precision == "fp16"
+    # Measured: only per-batch activation scales make a sample's answer depend on its batch companions.
+    assert {o.name for o in outcomes if o.batch_dependent} == {"int8-dynamic"}
+    assert [v.name for v in manifest.variants if v.batch_dependent] == ["int8-dynamic"]
     text = (digits / "model.yaml").read_text()
     assert text.startswith("# kept comment\n")
     assert (digits / "model.yaml").stat().st_mode & 0o777 == 0o644  # readable by a server running as another user
