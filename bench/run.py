@@ -99,7 +99,8 @@ def telemetry_overhead(bodies: dict[str, tuple[Path, int | None]], args: argpars
         for state in ("on", "off"):
             progress(f"  telemetry {state}, digits binary c=32 ({attempt + 1}/3)")
             log = OUT / f"servometer-telemetry-{state}.log"
-            with servers.servometer(payloads.MODELS, PORT + 3, log, telemetry=state == "on") as address:
+            entry = "app" if state == "on" else "bench.telemetry_off"
+            with servers.servometer(payloads.MODELS, PORT + 3, log, entry=entry) as address:
                 url = f"http://{address}/v2/models/digits/infer"
                 loadgen.wrk(url, body, header_length, 32, args.warmup)
                 rates[state].append(loadgen.wrk(url, body, header_length, 32, args.seconds).requests_per_s)

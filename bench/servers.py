@@ -21,15 +21,19 @@ NO_CACHE = {"SERVOMETER_CACHE_BACKEND": "off"}
 
 
 def repository_without_batching(source: Path, target: Path) -> Path:
-    """A copy of the repository (files linked, not copied) whose models all have batching off."""
+    """A copy of the repository (files hard-linked where possible) whose models all have batching off."""
     if target.exists():
         shutil.rmtree(target)
     for folder in (path.parent for path in source.glob("*/model.yaml")):
         copy = target / folder.name
         copy.mkdir(parents=True)
         for item in folder.iterdir():
-            if item.name != "model.yaml":
-                (copy / item.name).symlink_to(item.resolve())
+            if item.is_file() and item.name != "model.yaml":
+                # Hard links, not symbolic ones: the gateway refuses variant files that link out of their folder.
+                try:
+                    os.link(item, copy / item.name)
+                except OSError:  # another file system
+                    shutil.copy2(item, copy / item.name)
         manifest = yaml.safe_load((folder / "model.yaml").read_text())
         manifest["batching"] = {**manifest.get("batching", {}), "max_batch_size": 0, "preferred_batch_sizes": []}
         (copy / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -68,10 +72,10 @@ def started(
 
 
 def servometer(
-    models: Path, port: int, log: Path, env: dict[str, str] | None = None, telemetry: bool = True
+    models: Path, port: int, log: Path, env: dict[str, str] | None = None, entry: str = "app"
 ) -> contextlib.AbstractContextManager[str]:
-    """Servometer with the settings in ``env`` (the cache off unless ``env`` says otherwise)."""
-    entry = "app" if telemetry else "bench.telemetry_off"
+    """Servometer with the settings in ``env`` (the cache off unless ``env`` says otherwise), started as
+    ``python -m <entry>`` (a bench module that switches something off, to measure what it costs)."""
     command = [sys.executable, "-m", entry, "serve", "--no-build", "--models", str(models), "--port", str(port)]
     return started(command, port, "/v2/health/ready", log, {**NO_CACHE, **(env or {})})
 
