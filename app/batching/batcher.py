@@ -173,7 +173,10 @@ class DynamicBatcher:
 
     def _expire(self, pending: PendingRequest, timeout: float, client_timeout: bool) -> None:
         message = f"request waited {timeout * 1000:g} ms in the queue of {self.label} without being scheduled"
-        self.drop(pending, (ClientTimeout if client_timeout else QueueTimeout)(message), "timeout")
+        if client_timeout:
+            self.drop(pending, ClientTimeout(message), "client_timeout")
+        else:
+            self.drop(pending, QueueTimeout(message), "timeout")
 
     def _unqueue(self, pending: PendingRequest) -> None:
         if not pending.queued:

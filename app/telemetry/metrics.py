@@ -38,7 +38,7 @@ CACHE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.
 CACHE_RESULTS = ("hit", "miss", "bypass", "error", "skipped")
 OUTCOMES = ("success", "client_error", "client_timeout", "rejected", "timeout", "server_error")
 DISPATCH_REASONS = ("full", "preferred", "delay", "idle")
-DROP_REASONS = ("queue_full", "priority_queue_full", "timeout", "disconnected", "shutdown")
+DROP_REASONS = ("queue_full", "priority_queue_full", "timeout", "client_timeout", "disconnected", "shutdown")
 
 
 class Metrics:

@@ -296,7 +296,7 @@ async def test_a_variant_served_alone_never_shares_a_model_call(digits_runtime):
 
 
 async def test_a_timeout_the_client_chose_expires_as_the_clients_own(digits_runtime):
-    batcher, gated, _ = _batcher(digits_runtime)
+    batcher, gated, metrics = _batcher(digits_runtime)
     first = await _hold_first_call(batcher, gated)
     chosen = batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, 0.01, client_timeout=True)
     default = batcher.submit({"image": digits_images(1)}, OUTPUTS, 1, 0.01)
@@ -306,6 +306,8 @@ async def test_a_timeout_the_client_chose_expires_as_the_clients_own(digits_runt
         await default.future
     assert client_side.value.outcome == "client_timeout"
     assert server_side.value.outcome == "timeout"
+    assert _sample(metrics, "servometer_queue_dropped_requests_total", reason="client_timeout") == 1
+    assert _sample(metrics, "servometer_queue_dropped_requests_total", reason="timeout") == 1
     gated.gate.set()
     await first.future
     await batcher.close(5)
