@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     max_response_bytes: int = Field(default=64 * MIB, ge=1024)
     """Largest inference response, estimated before it is encoded (400 above: ask for fewer samples or outputs)."""
 
+    max_json_values: int = Field(default=1 << 22, ge=1024)
+    """Most values a JSON request may hold (4,194,304), for models whose model.yaml does not bound their inputs
+    (``max_shape``); bounded models refuse more than they can take. Checked before the JSON is parsed (413)."""
+
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     """Largest request line plus headers of one request (431 above, and the connection is closed)."""
 

@@ -59,7 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     workers = WorkerReadiness(settings.worker_dir, settings.workers)
     secret = settings.feedback_secret.encode() if settings.feedback_secret else None
     service = InferenceService(
-        registry, metrics, cache, Router(reports), Shadows(metrics), workers, FeedbackLedger(secret)
+        registry,
+        metrics,
+        cache,
+        Router(reports),
+        Shadows(metrics),
+        workers,
+        FeedbackLedger(secret),
+        settings.max_json_values,
     )
     gpus = GpuSampler(metrics, load_nvml(), settings.gpu_sample_interval_s)
     context = AppContext(settings, registry, service, metrics, gpus, reports)
@@ -99,6 +106,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         KeyCheck(settings.api_keys, settings.management_api_key, settings.feedback_api_key, settings.public_paths),
         settings.cors_origins,
         settings.body_timeout_s,
+        ConnectionLimits(
+            settings.max_header_bytes,
+            settings.header_timeout_s,
+            settings.body_timeout_s,
+            fit_to_descriptors(settings.max_connections),
+        ),
         title="Servometer",
         version=__version__,
         description="Open Inference Protocol (KServe v2) gateway with built-in performance telemetry.",
@@ -107,9 +120,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.context = context
-    app.connection_limits = ConnectionLimits(
-        settings.max_header_bytes, settings.header_timeout_s, fit_to_descriptors(settings.max_connections)
-    )
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)
@@ -127,14 +137,14 @@ class ServometerApp(FastAPI):
         keys: KeyCheck,
         cors_origins: list[str],
         body_timeout_s: float,
+        connection_limits: ConnectionLimits,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self.inference = inference
         self.keys = keys
         self.body_timeout_s = body_timeout_s
-        self.connection_limits = ConnectionLimits()
-        """Read by the connections (app/api/connections.py)."""
+        self.connection_limits = connection_limits  # read by each connection: app/api/connections.py
         # CORS outermost, so a browser's preflight is answered before any key is asked for; off unless configured.
         self._entry: ASGIApp = self._dispatch
         if cors_origins:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.batching.batcher import DynamicBatcher
-from app.batching.policy import client_chose_timeout, priority_level, queue_timeout
+from app.batching.policy import client_owns_timeout, priority_level, queue_timeout
 from app.cache.cache import ResultCache
 from app.cache.key import cache_key
 from app.cache.single_flight import SingleFlight
@@ -23,7 +23,7 @@ from app.repository.warmup import warmup_inputs
 from app.routing.router import Router
 from app.routing.shadow import Shadows
 from app.telemetry.metrics import Metrics, VariantMetrics
-from app.validation import RequestCheck
+from app.validation import RequestCheck, most_values
 from app.workers import WorkerReadiness
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class InferenceService:
         shadows: Shadows,
         workers: WorkerReadiness | None = None,
         feedback: FeedbackLedger | None = None,
+        max_json_values: int = 1 << 22,
     ) -> None:
         self.registry = registry
         self.workers = workers or WorkerReadiness(None, 1)
@@ -75,6 +76,7 @@ class InferenceService:
         self._serving: dict[tuple[str, str], _Serving] = {}
         self.monitors: dict[tuple[str, str], DriftMonitor] = {}
         self.feedback = feedback or FeedbackLedger()
+        self.max_json_values = max_json_values
         self.started = False
         self.draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -227,11 +229,13 @@ class InferenceService:
         await self.shadows.close()
         await asyncio.gather(*(serving.batcher.close(timeout) for serving in self._serving.values()))
 
-    def value_budget(self, variant: Variant) -> int | None:
-        """Most numbers a JSON request to ``variant`` can carry and still be valid (None: no bound), so a body
-        holding more is refused before it is parsed into Python objects (~30 bytes per number)."""
+    def value_budget(self, variant: Variant) -> int:
+        """Most numbers a JSON request to ``variant`` can carry and still be valid, so a body holding more is
+        refused before it is parsed into Python objects (~30 bytes per number): the model's bound where its
+        model.yaml gives one, and never more than ``max_json_values``."""
         serving = self._serving.get((variant.model_name, variant.name))
-        return None if serving is None else serving.check.max_values
+        bound = serving.check.max_values if serving is not None else most_values(variant.manifest)
+        return self.max_json_values if bound is None else min(bound, self.max_json_values)
 
     def resolve(self, model: str, version: str | None, routing_key: str | None = None) -> Variant:
         """The named variant, or for a request that names none, the one the model's routing policy picks."""
@@ -271,7 +275,7 @@ class InferenceService:
             priority_level(spec, request.parameters),
             queue_timeout(spec, request.parameters),
             client_gone,
-            client_chose_timeout(request.parameters),
+            client_owns_timeout(spec, request.parameters, variant.manifest.objectives.latency_p99_s),
         )
         # An answer that depends on its batch companions is never cached: computed alone it is right for its
         # client only, and the cache would serve it to others (and, through Redis, to every replica).

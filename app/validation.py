@@ -9,6 +9,21 @@ from app.protocol.codec import DecodedRequest
 from app.repository.manifest import ModelManifest
 
 
+def most_values(manifest: ModelManifest) -> int | None:
+    """The most values (numbers or strings) a valid request to the model carries; None when a dimension is
+    unbounded (no ``max_shape``) or an input is text, whose elements are not numbers."""
+    max_batch = manifest.batching.max_batch_size if manifest.batching.enabled else 0
+    total = 0
+    for spec in manifest.inputs:
+        bounds = spec.bounds()
+        if max_batch:
+            bounds[0] = max_batch
+        if spec.datatype == "BYTES" or -1 in bounds:
+            return None
+        total += math.prod(bounds)
+    return total
+
+
 class RequestCheck:
     """The checks for one model, prepared once: they run on every request."""
 
@@ -20,19 +35,8 @@ class RequestCheck:
         self._outputs = [spec.name for spec in manifest.outputs]
         self._max_batch = manifest.batching.max_batch_size if manifest.batching.enabled else 0
         self._same_shape = [(spec.name, spec.same_shape_as) for spec in manifest.inputs if spec.same_shape_as]
-        self.max_values = self._most_values(manifest)
+        self.max_values = most_values(manifest)
         """The most numbers a valid request carries (None: unbounded, or text inputs)."""
-
-    def _most_values(self, manifest: ModelManifest) -> int | None:
-        total = 0
-        for spec in manifest.inputs:
-            bounds = spec.bounds()
-            if self._max_batch:
-                bounds[0] = self._max_batch
-            if spec.datatype == "BYTES" or -1 in bounds:
-                return None
-            total += math.prod(bounds)
-        return total
 
     def __call__(self, request: DecodedRequest) -> None:
         """Raise :class:`InvalidRequest` naming the input, what was expected and what came."""

@@ -17,6 +17,7 @@ Enforced inside the process, so one process serves HTTP (and later gRPC) without
 import asyncio
 import logging
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ _RESERVED_DESCRIPTORS = 256
 class ConnectionLimits:
     max_header_bytes: int = 64 * 1024
     header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
     max_connections: int = 1000
 
 
@@ -56,7 +58,15 @@ def fit_to_descriptors(max_connections: int) -> int:
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """One HTTP/1.1 connection, with :class:`ConnectionLimits` (the app's ``connection_limits``)."""
+    """One HTTP/1.1 connection, with :class:`ConnectionLimits` (the app's ``connection_limits``).
+
+    A connection always runs against a deadline except while a request it sent in full is being answered (that
+    is the model's time, bounded by the model's own timeouts) or while it idles between requests (uvicorn's
+    keep-alive timeout): from connecting, or from any byte after an answer, until a request's headers are in
+    (``header_timeout_s``), and from then until its body is in (``body_timeout_s``, with slack for the app's own
+    408 to go out first). A request whose body was not read to the end (refused 413, or its 408) ends the
+    connection after its answer: the rest of that body would otherwise be read, and thrown away, without end.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,7 +74,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refused = False
         self._reading_headers = True
         self._header_bytes = 0
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._begun_in_chunk = False
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections:
@@ -73,20 +84,30 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             _answer_and_close(transport, 503, "the server has too many open connections; retry shortly")
             return
         super().connection_made(transport)
-        self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._headers_too_slow)
+        self._expect(self.limits.header_timeout_s, self._headers_too_slow)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_header_timer()
+        self._clear_deadline()
         if not self._refused:
             super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        if self._deadline is None and self._answered():
+            # Any byte after an answer starts the next request's header deadline, even bytes that start no
+            # request (a stray CRLF), or one byte at a time would hold the connection open for ever.
+            self._reading_headers = True
+            self._header_bytes = 0
+            self._expect(self.limits.header_timeout_s, self._headers_too_slow)
+        self._begun_in_chunk = False
         super().data_received(data)
         if self._reading_headers and not self.transport.is_closing():
-            # Counted per chunk: httptools keeps an unfinished header whole, so this is what it holds.
-            self._header_bytes += len(data)
+            # httptools holds an unfinished header whole, so the bytes received since the request began are what
+            # it holds. A chunk in which the request began may also carry the previous request's body: it is not
+            # counted, which lets a header run at most one read (256 KiB) past the limit.
+            if not self._begun_in_chunk:
+                self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
                 limit = self.limits.max_header_bytes
                 self._close_with(431, f"the request line and headers are over the {limit}-byte limit")
@@ -95,31 +116,66 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._reading_headers = True
         self._header_bytes = 0
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._headers_too_slow)
+        self._begun_in_chunk = True
+        if self._deadline is None:
+            self._expect(self.limits.header_timeout_s, self._headers_too_slow)
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
-        self._stop_header_timer()
+        self._expect(self.limits.body_timeout_s + _BODY_SLACK_S, self._body_too_slow)
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        self._clear_deadline()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        # Only the latest request can be unread: a later one cannot begin before the one before it has ended.
+        if self.cycle is not None and self.cycle.response_complete and self.cycle.more_body:
+            # Answered before its body was read to the end: close rather than read the rest for nothing.
+            self._clear_deadline()
+            self.transport.close()
+            return
+        super().on_response_complete()
+
+    def _answered(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
     def _headers_too_slow(self) -> None:
-        self._header_timer = None
+        self._deadline = None
+        if not self._answered():
+            # Pipelined: the next request's headers wait behind an answer still being computed; its deadline
+            # starts once that answer is out (reading stays bounded by the header-size limit meanwhile).
+            self._expect(self.limits.header_timeout_s, self._headers_too_slow)
+            return
         self._close_with(408, f"the request's headers did not arrive within {self.limits.header_timeout_s:g} s")
 
+    def _body_too_slow(self) -> None:
+        # The app answers 408 at body_timeout_s; this catches a body no route reads (a GET declaring one).
+        self._deadline = None
+        self._close_with(408, f"the request's body did not arrive within {self.limits.body_timeout_s:g} s")
+
     def _close_with(self, status: int, message: str) -> None:
-        self._stop_header_timer()
-        if self.cycle is not None and not self.cycle.response_complete:
-            # An earlier request on this connection is still being answered: let it finish, then close.
-            self.cycle.keep_alive = False
-            return
-        _answer_and_close(self.transport, status, message)
+        self._clear_deadline()
+        if self._answered():
+            _answer_and_close(self.transport, status, message)
+        else:
+            # An earlier request on this connection is still being answered: no answer can go out before it, and
+            # reading on would let this one grow; the connection ends here.
+            self.transport.close()
 
-    def _stop_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+    def _expect(self, seconds: float, expired: Callable[[], None]) -> None:
+        self._clear_deadline()
+        self._deadline = self.loop.call_later(seconds, expired)
 
+    def _clear_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+
+_BODY_SLACK_S = 2.0
+"""How much longer than ``body_timeout_s`` the connection waits for a body, so the app's 408 goes out first."""
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
 

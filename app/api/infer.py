@@ -76,7 +76,10 @@ class InferenceEndpoint:
         try:
             return await self._infer(model, version, headers, receive)
         except ServingError as exc:
-            return exc.status, {"content-type": "application/json", **exc.headers}, error_body(exc.message)
+            headers = {"content-type": "application/json", **exc.headers}
+            if exc.status in (408, 413):  # the body was not read to its end: the connection cannot carry another
+                headers["connection"] = "close"
+            return exc.status, headers, error_body(exc.message)
         except Exception:  # a bug must cost one request a 500, never the connection or the server
             log.exception("inference request for model '%s' failed unexpectedly", model)
             return 500, {"content-type": "application/json"}, error_body("internal server error")
@@ -99,7 +102,7 @@ class InferenceEndpoint:
             metrics.in_flight += 1
             in_flight = True
             decoded = decode_request(body, _header_length(headers), context.service.value_budget(variant))
-            del body  # binary inputs are views of it: whatever keeps an input must copy it
+            del body  # a JSON body is no longer needed once parsed: freed before the wait for the model
             status, response_headers, content = await self._answer(variant, decoded, headers, receive, version)
             outcome = "success"
             return status, response_headers, content
@@ -158,9 +161,15 @@ def _check_media_type(headers: dict[str, str]) -> None:
 _JSON_BYTES_PER_VALUE = 24
 
 
+def _encoded_size(array: np.ndarray, as_binary: bool) -> int:
+    if array.dtype == np.object_:  # BYTES: the strings' own lengths, plus a length prefix or quotes each
+        return sum(len(item) for item in array.flat) + 4 * array.size
+    return array.nbytes if as_binary else array.size * _JSON_BYTES_PER_VALUE
+
+
 def _check_response_size(outputs: list[tuple[str, np.ndarray, bool]], limit: int) -> None:
     """Refuse, before encoding, a response estimated over ``limit`` bytes."""
-    estimate = sum(array.nbytes if as_binary else array.size * _JSON_BYTES_PER_VALUE for _, array, as_binary in outputs)
+    estimate = sum(_encoded_size(array, as_binary) for _, array, as_binary in outputs)
     if estimate > limit:
         raise InvalidRequest(
             f"the response would take about {estimate} bytes, over the {limit}-byte limit (max_response_bytes); "

@@ -13,6 +13,7 @@ from app.context import AppContext
 from app.errors import NotFound
 
 log = logging.getLogger(__name__)
+METRICS_PORT_CONNECTIONS = 64
 router = APIRouter(tags=["telemetry"])
 
 
@@ -33,8 +34,23 @@ async def metrics(context: ContextDep) -> Response:
 async def serve_metrics_port(context: AppContext) -> asyncio.Server:
     """A minimal HTTP/1.1 listener answering ``GET /metrics`` (one request per connection) on ``metrics_port``."""
 
+    open_connections = 0
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        nonlocal open_connections
+        if open_connections >= METRICS_PORT_CONNECTIONS:  # scrapers are few; anything past them is refused
+            writer.close()
+            return
+        open_connections += 1
+        try:
+            await _answer(reader, writer)
+        finally:
+            open_connections -= 1
+            writer.close()
+
+    async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Headers over the reader's 64 KiB limit, or slower than 10 s, and answers not read within 10 s end it.
+        with contextlib.suppress(ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
             method, path, *_ = head.split(b"\r\n", 1)[0].split(b" ") + [b"", b""]
             if method == b"GET" and path.split(b"?")[0] == b"/metrics":
@@ -45,8 +61,7 @@ async def serve_metrics_port(context: AppContext) -> asyncio.Server:
                 b"HTTP/1.1 " + status + b"\r\ncontent-type: " + kind + b"\r\ncontent-length: "
                 + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
             )  # fmt: skip
-            await writer.drain()
-        writer.close()
+            await asyncio.wait_for(writer.drain(), timeout=10)
 
     settings = context.settings
     assert settings.metrics_port is not None

@@ -1,12 +1,12 @@
 """Who may call what, and the headers every response carries.
 
-Deny by default: with any key configured, every route needs one, except the health probes (``/v2/health/live``,
+Deny by default: with ``api_keys`` set, every route needs a key, except the health probes (``/v2/health/live``,
 ``/v2/health/ready``: probes carry no secrets) and the paths the operator opens with ``public_paths`` (``/metrics``
 and the API docs unless told otherwise). So a route added later is covered without anyone remembering to.
-Which key: the model repository (management) routes (``/v2/repository...``) exist only when
-``management_api_key`` is set and always need that key; feedback needs ``feedback_api_key`` when that is set;
-everything else takes any of ``api_keys`` (or the management key). Keys travel as
-``Authorization: Bearer <key>`` and are compared in constant time.
+The model repository (management) routes (``/v2/repository...``) exist only when ``management_api_key`` is set
+and always need that key; feedback needs ``feedback_api_key`` when that is set (each guards its own routes only,
+so setting one alone leaves the API open); everything else takes any of ``api_keys`` (or the management key).
+Keys travel as ``Authorization: Bearer <key>`` and are compared in constant time.
 """
 
 import hmac
@@ -52,6 +52,7 @@ class KeyCheck:
         self._api = [key.encode() for key in api_keys]
         self._management = management_key.encode() if management_key else None
         self._feedback = feedback_key.encode() if feedback_key else None
+        self._keys = [*self._api, *([self._feedback] if self._feedback else [])]
         self._public = tuple(path.rstrip("/") for path in public_paths)
 
     @property
@@ -70,37 +71,33 @@ class KeyCheck:
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
         """``(status, message)`` when the request may not proceed, else None."""
         access = self.access_for(scope["path"])
-        if access is Access.MANAGEMENT and self._management is None:
-            return 404, "the model management API is off (set SERVOMETER_MANAGEMENT_API_KEY to enable it)"
-        needed = {
-            Access.PUBLIC: [],
-            Access.API: self._api,
-            Access.FEEDBACK: [self._feedback] if self._feedback else self._api,
-            Access.MANAGEMENT: [],
-        }[access]
-        if access is not Access.MANAGEMENT and not needed:
+        if access is Access.PUBLIC:
             return None
+        if access is Access.MANAGEMENT:
+            if self._management is None:
+                return 404, "the model management API is off (set SERVOMETER_MANAGEMENT_API_KEY to enable it)"
+            return self._check(scope, [], "the management API needs its own key")
+        if access is Access.FEEDBACK and self._feedback is not None:
+            return self._check(scope, [self._feedback], "feedback needs the feedback key (SERVOMETER_FEEDBACK_API_KEY)")
+        if not self._api:  # no API keys: the API is open (management and feedback keys guard only their routes)
+            return None
+        return self._check(scope, self._api, "it needs an API key")
+
+    def _check(self, scope: Scope, accepted: list[bytes], needs: str) -> tuple[int, str] | None:
+        """Whether the request's key is the management key or one of ``accepted``: 401 without a known key, 403
+        with a key known for other routes."""
         presented = _bearer(scope)
         if presented is None:
             return 401, "this route needs an API key: send 'Authorization: Bearer <key>'"
         # Every key is compared, so the time taken does not tell which key came close.
         management = self._management is not None and hmac.compare_digest(presented, self._management)
-        matches = [hmac.compare_digest(presented, key) for key in needed]
+        matches = [hmac.compare_digest(presented, key) for key in accepted]
         if management or any(matches):
             return None
-        known = [*self._api, *([self._feedback] if self._feedback else [])]
-        other_keys = [hmac.compare_digest(presented, key) for key in known]
-        if any(other_keys):
-            return 403, f"this key may not call this route: {_NEEDS[access]}"
+        known = [hmac.compare_digest(presented, key) for key in self._keys]
+        if any(known):
+            return 403, f"this key may not call this route: {needs}"
         return 401, "the API key is not valid"
-
-
-_NEEDS = {
-    Access.API: "it needs an API key",
-    Access.FEEDBACK: "feedback needs the feedback key (SERVOMETER_FEEDBACK_API_KEY)",
-    Access.MANAGEMENT: "the management API needs its own key",
-    Access.PUBLIC: "",
-}
 
 
 def _bearer(scope: Scope) -> bytes | None:
@@ -113,6 +110,8 @@ def _bearer(scope: Scope) -> bytes | None:
 
 async def refuse(send: Send, status: int, message: str) -> None:
     headers = [(b"content-type", b"application/json"), *SECURITY_HEADERS]
+    if status in (408, 413):  # the body was not read to its end: the connection cannot carry another request
+        headers.append((b"connection", b"close"))
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="servometer"'))
     body = error_body(message)

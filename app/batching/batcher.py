@@ -57,6 +57,12 @@ class _Part:
     members: list[PendingRequest]
     samples: int
     outcome: tuple[dict[str, np.ndarray], float] | Exception
+    input_s: float
+    """Time spent joining the members' inputs for the call."""
+
+
+class _Stuck(Exception):
+    """A model call ran past ``compute_timeout_ms``: its requests are answered, its instance stays busy."""
 
 
 class DynamicBatcher:
@@ -326,70 +332,126 @@ class DynamicBatcher:
         return self._per_sample is not None and self._per_sample * job.samples < self._inline_below
 
     def _execute_inline(self, job: _Job) -> None:
-        self._complete(job, _run(self._runtime, job))
-
-    async def _execute(self, job: _Job) -> None:
-        call = self._loop.run_in_executor(self._executor, _run, self._runtime, job)
         try:
-            if self._compute_timeout:
-                outcome: list[_Part] | Exception = await asyncio.wait_for(asyncio.shield(call), self._compute_timeout)
-            else:
-                outcome = await call
-        except TimeoutError:
-            limit = f"{self._compute_timeout * 1000:g} ms"
-            _fail(job.members, ComputeTimeout(f"{self.label} did not finish within compute_timeout_ms ({limit})"))
-            log.error("%s: a call on %d samples ran past %s; its instance is busy until it returns%s", self.label,
-                      job.samples, limit, _requests(job.members))  # fmt: skip
-            call.add_done_callback(lambda _: self._release())
-            return
-        except asyncio.CancelledError:  # shutdown gave up on a model that would not finish
-            self._complete(job, Unavailable(f"{self.label} shut down while this request was computing"))
-            raise
+            outcome: tuple[dict[str, np.ndarray], float] | Exception = _timed_infer(
+                self._runtime, job.inputs, job.outputs
+            )
         except Exception as exc:
             outcome = exc
-        self._complete(job, outcome)
+        if isinstance(outcome, Exception) and len(job.members) > 1:
+            # Finding the failing request takes several calls: on the variant's thread, not the event loop.
+            task = asyncio.create_task(self._isolate(job, outcome))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            return
+        self._release()
+        self._answer([_Part(job.members, job.samples, outcome, job.input_s)])
+
+    async def _execute(self, job: _Job) -> None:
+        try:
+            outcome = await self._call(job.inputs, job.outputs, job.members)
+        except _Stuck:
+            return
+        except asyncio.CancelledError:  # shutdown gave up on a model that would not finish
+            self._release()
+            _fail(job.members, Unavailable(f"{self.label} shut down while this request was computing"))
+            raise
+        if isinstance(outcome, Exception) and len(job.members) > 1:
+            await self._isolate(job, outcome)
+            return
+        self._release()
+        self._answer([_Part(job.members, job.samples, outcome, job.input_s)])
+
+    async def _isolate(self, job: _Job, failure: Exception) -> None:
+        """The batch's call failed: split it in halves and retry each, down to the requests that fail on their
+        own, so one bad request does not fail its companions. Each request takes part in at most log2(requests)
+        extra calls, each under the model's ``compute_timeout_ms`` of its own. The instance stays taken meanwhile."""
+        log.warning("%s failed on a batch of %d requests (%s); retrying it in halves to find the failing ones%s",
+                    self.label, len(job.members), failure, _requests(job.members))  # fmt: skip
+        parts: list[_Part] = []
+        try:
+            await self._bisect(job.members, job.outputs, parts)
+        except _Stuck:  # a retry ran past compute_timeout_ms: what it had not reached is answered the same
+            self._answer(parts)
+            answered = {id(member) for part in parts for member in part.members}
+            _fail([m for m in job.members if id(m) not in answered], self._compute_timeout_error())
+            return
+        except asyncio.CancelledError:
+            self._release()
+            self._answer(parts)
+            _fail(job.members, Unavailable(f"{self.label} shut down while this request was computing"))
+            raise
+        self._release()
+        self._answer(parts)
+
+    async def _bisect(self, members: list[PendingRequest], outputs: tuple[str, ...], parts: list[_Part]) -> None:
+        middle = len(members) // 2
+        for group in (members[:middle], members[middle:]):
+            started = time.perf_counter()
+            inputs = _concatenate(group)
+            input_s = time.perf_counter() - started
+            outcome = await self._call(inputs, outputs, group)
+            if isinstance(outcome, Exception) and len(group) > 1:
+                await self._bisect(group, outputs, parts)
+            else:
+                parts.append(_Part(group, sum(member.samples for member in group), outcome, input_s))
+
+    async def _call(
+        self, inputs: dict[str, np.ndarray], outputs: tuple[str, ...], members: list[PendingRequest]
+    ) -> tuple[dict[str, np.ndarray], float] | Exception:
+        """One model call on the variant's thread: its outputs and seconds, or what it raised. Raises
+        :class:`_Stuck` when it runs past ``compute_timeout_ms`` (its members are failed 504, and the instance is
+        freed only when the call returns)."""
+        call = self._loop.run_in_executor(self._executor, _timed_infer, self._runtime, inputs, outputs)
+        try:
+            if self._compute_timeout:
+                return await asyncio.wait_for(asyncio.shield(call), self._compute_timeout)
+            return await call
+        except TimeoutError:
+            _fail(members, self._compute_timeout_error())
+            samples = sum(member.samples for member in members)
+            log.error("%s: a call on %d samples ran past %g ms; its instance is busy until it returns%s", self.label,
+                      samples, self._compute_timeout * 1000, _requests(members))  # fmt: skip
+            call.add_done_callback(lambda _: self._release())
+            raise _Stuck from None
+        except Exception as exc:
+            return exc
+
+    def _compute_timeout_error(self) -> ComputeTimeout:
+        limit = f"{self._compute_timeout * 1000:g} ms"
+        return ComputeTimeout(f"{self.label} did not finish within compute_timeout_ms ({limit})")
 
     def _release(self) -> None:
         self._busy -= 1
         self._slots.release()
 
-    def _complete(self, job: _Job, outcome: list[_Part] | Exception) -> None:
-        """Free the instance, then answer every member with its rows or the failure."""
-        self._release()
-        if isinstance(outcome, ServingError):
-            _fail(job.members, outcome)
-            return
-        if isinstance(outcome, Exception):  # not the model's: a bug in running it
-            outcome = [_Part(job.members, job.samples, outcome)]
-        if len(outcome) > 1:
-            failed = sum(len(part.members) for part in outcome if isinstance(part.outcome, Exception))
-            log.warning("%s failed on a batch of %d requests; split and retried, %d of them failed on their own",
-                        self.label, len(job.members), failed)  # fmt: skip
-        for part in outcome:
-            if isinstance(part.outcome, Exception):
-                self._failed(part, part.outcome)
+    def _answer(self, parts: list[_Part]) -> None:
+        """Answer every member of ``parts`` with its rows or its failure; the first failure's traceback is logged,
+        the others in a line each."""
+        traced = False
+        for part in parts:
+            if isinstance(part.outcome, ServingError):
+                _fail(part.members, part.outcome)
+            elif isinstance(part.outcome, Exception):
+                self._failed(part, part.outcome, traced=traced)
+                traced = True
             else:
-                self._finish(part, *part.outcome, job.input_s if part.members is job.members else 0.0)
+                self._finish(part, *part.outcome)
 
-    def _failed(self, part: _Part, exc: Exception) -> None:
-        log.error(
-            "%s failed on a call of %d samples%s: %s",
-            self.label,
-            part.samples,
-            _requests(part.members),
-            exc,
-            exc_info=exc,
-        )
+    def _failed(self, part: _Part, exc: Exception, traced: bool) -> None:
+        members = _requests(part.members)
+        log.error("%s failed on a call of %d samples%s: %s", self.label, part.samples, members, exc,
+                  exc_info=None if traced else exc)  # fmt: skip
         # The model's own message stays in the log: it names the runtime's source files, nothing a client can use.
         _fail(part.members, ModelFailed(f"{self.label} failed on this request (the server's log has the error)"))
 
-    def _finish(self, part: _Part, produced: dict[str, np.ndarray], seconds: float, input_s: float) -> None:
+    def _finish(self, part: _Part, produced: dict[str, np.ndarray], seconds: float) -> None:
         per_sample = seconds / part.samples
         self._per_sample = per_sample if self._per_sample is None else 0.8 * self._per_sample + 0.2 * per_sample
         started = time.perf_counter()
         _distribute(part.members, produced, part.samples, self.label)
         output_s = time.perf_counter() - started
-        self._metrics.computed(part.samples, len(part.members), seconds, input_s, output_s)
+        self._metrics.computed(part.samples, len(part.members), seconds, part.input_s, output_s)
 
     async def close(self, timeout: float) -> None:
         """Stop taking requests, finish the queued and running ones within ``timeout``, fail what is left."""
@@ -411,30 +473,6 @@ def _timed_infer(
     started = time.perf_counter()
     produced = runtime.infer(inputs, outputs)
     return produced, time.perf_counter() - started
-
-
-def _run(runtime: Runtime, job: _Job) -> list[_Part]:
-    """The batch's model call. If it fails with several requests in it, the batch is split in halves and each half
-    retried, down to the requests that fail on their own: one bad request does not fail its companions, and each
-    request takes part in at most log2(requests) extra calls."""
-    try:
-        return [_Part(job.members, job.samples, _timed_infer(runtime, job.inputs, job.outputs))]
-    except Exception as exc:
-        if len(job.members) == 1:
-            return [_Part(job.members, job.samples, exc)]
-    return _bisect(runtime, job.members, job.outputs)
-
-
-def _bisect(runtime: Runtime, members: list[PendingRequest], outputs: tuple[str, ...]) -> list[_Part]:
-    parts = []
-    middle = len(members) // 2
-    for group in (members[:middle], members[middle:]):
-        samples = sum(member.samples for member in group)
-        try:
-            parts.append(_Part(group, samples, _timed_infer(runtime, _concatenate(group), outputs)))
-        except Exception as exc:
-            parts.extend([_Part(group, samples, exc)] if len(group) == 1 else _bisect(runtime, group, outputs))
-    return parts
 
 
 def _concatenate(members: list[PendingRequest]) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ def priority_level(spec: BatchingSpec, parameters: dict[str, ParameterValue]) ->
 
 def queue_timeout(spec: BatchingSpec, parameters: dict[str, ParameterValue]) -> float | None:
     """Seconds the request may wait in the queue; None waits as long as it takes. Set by the client's ``timeout``
-    when it sends one (see :func:`client_chose_timeout`), else by the model's ``default_timeout_ms``."""
+    when it sends one (see :func:`client_owns_timeout`), else by the model's ``default_timeout_ms``."""
     value = parameters.get("timeout")
     if value is None:
         return spec.default_timeout_ms / 1000 or None
@@ -24,5 +24,14 @@ def queue_timeout(spec: BatchingSpec, parameters: dict[str, ParameterValue]) -> 
     return value / 1_000_000
 
 
-def client_chose_timeout(parameters: dict[str, ParameterValue]) -> bool:
-    return "timeout" in parameters
+def client_owns_timeout(
+    spec: BatchingSpec, parameters: dict[str, ParameterValue], latency_objective_s: float | None
+) -> bool:
+    """Whether expiring at this request's ``timeout`` is the client's doing rather than the server's: it chose a
+    timeout shorter than the server promises (the model's ``default_timeout_ms``, else its p99 latency objective).
+    A timeout at or past that promise expiring means the server is slow, and counts against it."""
+    if "timeout" not in parameters:
+        return False
+    promise = spec.default_timeout_ms / 1000 or latency_objective_s
+    chosen = queue_timeout(spec, parameters)
+    return promise is None or (chosen is not None and chosen < promise)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.errors import InvalidRequest, NotFound
+from app.errors import InvalidRequest, NotFound, Unavailable
 from app.variants.quality import macro_f1
 
 MAX_JUDGED = 100_000
@@ -37,8 +37,12 @@ class Answer:
 class FeedbackLedger:
     def __init__(self, secret: bytes | None = None, max_judged: int = MAX_JUDGED) -> None:
         self._secret = secret or secrets.token_bytes(32)
-        self._judged: OrderedDict[str, None] = OrderedDict()
+        self._judged: OrderedDict[str, int] = OrderedDict()
+        """Ids judged, in the order they were, with when they expire (ms)."""
         self._serials = itertools.count()
+        # Processes sharing the secret (workers, replicas) count serials from 0 alike: the origin keeps their ids
+        # apart when two answers of the same class expire in the same millisecond.
+        self._origin = secrets.token_hex(4)
         self._max_judged = max_judged
         self._windows: dict[tuple[str, str], deque[tuple[int, int]]] = {}
 
@@ -47,7 +51,9 @@ class FeedbackLedger:
         expires_ms = int((time.time() + ttl_s) * 1000)
         # The serial makes ids unique: two answers of the same class in the same millisecond must differ.
         serial = next(self._serials)
-        payload = f"{model}\0{variant}\0{'' if predicted is None else predicted}\0{expires_ms}\0{serial}".encode()
+        payload = (
+            f"{model}\0{variant}\0{'' if predicted is None else predicted}\0{expires_ms}\0{self._origin}{serial}"
+        ).encode()
         return _b64(payload) + "." + _b64(self._mac(payload))
 
     def record(self, model: str, response_id: str, label: int | None, relevant: bool | None, window: int) -> Answer:
@@ -67,11 +73,23 @@ class FeedbackLedger:
             if relevant is None:
                 raise InvalidRequest("feedback for an embedding model needs 'relevant': true or false")
             outcome = (1, 1 if relevant else 0)
-        self._judged[response_id] = None
-        while len(self._judged) > self._max_judged:
-            self._judged.popitem(last=False)
+        self._remember(response_id, expires_ms)
         self._windows.setdefault((model, answer.variant), deque(maxlen=window)).append(outcome)
         return answer
+
+    def _remember(self, response_id: str, expires_ms: int) -> None:
+        """Keep a judged id until it expires (after that its expiry refuses it). Forgetting one earlier would let
+        it be judged again, so a ledger full of live ids refuses new feedback instead."""
+        now_ms = time.time() * 1000
+        while self._judged and next(iter(self._judged.values())) < now_ms:
+            self._judged.popitem(last=False)
+        if len(self._judged) >= self._max_judged:
+            raise Unavailable(
+                f"{len(self._judged)} answers judged within their feedback_ttl_s: no more feedback until the oldest "
+                "expire",
+                headers={"retry-after": "60"},
+            )
+        self._judged[response_id] = expires_ms
 
     def live(self, model: str, variant: str) -> tuple[int, float, float]:
         """``(feedback items, accuracy, macro-F1)`` over the variant's window."""

@@ -63,8 +63,9 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-# Commas a valid JSON header holds besides those between numbers: fields, inputs, outputs, parameters.
-_STRUCTURE_COMMAS = 256
+# Commas a valid JSON header may hold besides those between values: fields, inputs, outputs, and commas inside
+# strings (an id, parameters). Each costs at most ~30 bytes parsed, so the allowance is cheap.
+_STRUCTURE_COMMAS = 4096
 
 
 def decode_request(body: bytes, header_length: int | None, max_values: int | None = None) -> DecodedRequest:

@@ -6,6 +6,7 @@ its reason; every other model still serves.
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -99,10 +100,10 @@ class Registry:
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
         for folder in sorted(path.parent for path in self.root.glob(f"*/{MANIFEST_FILE}")):
-            if self.model_folder(folder.name) is None:
-                log.error("model folder '%s' is skipped: it leads out of the model repository", folder.name)
+            if not _inside(folder, self.root):
+                log.error("model folder '%s' is skipped: it links out of the model repository", folder.name)
                 continue
-            self.install(self._read(folder))
+            self.install(self._read(folder))  # a folder whose name is no model name is listed with that error
 
     def model_folder(self, name: str) -> Path | None:
         """The folder of model ``name`` when it is one the server may load, else None: a valid name, directly
@@ -113,7 +114,7 @@ class Registry:
         if not NAME_PATTERN.fullmatch(name):
             return None
         folder = self.root / name
-        if folder.resolve().parent != self.root.resolve() or not (folder / MANIFEST_FILE).is_file():
+        if not _inside(folder, self.root) or not (folder / MANIFEST_FILE).is_file():
             return None
         return folder
 
@@ -219,11 +220,13 @@ class Registry:
             self.close_entry(entry)
 
     def public(self, text: str) -> str:
-        """``text`` with the repository's absolute path cut off: reasons reach clients (readiness, 503s), which
-        have no business learning the server's file layout."""
-        for root in {str(self.root.resolve()), str(self.root.absolute()), str(self.root)}:
+        """``text`` for clients (readiness, metadata, 503s), who have no business learning the server's file
+        layout: files in the repository named from it down, any other absolute path (a runtime's own source
+        files, in its messages) left out."""
+        roots = {str(self.root.resolve()), str(self.root.absolute()), str(self.root)}
+        for root in sorted(roots, key=len, reverse=True):
             text = text.replace(root + "/", "")
-        return text
+        return _ABSOLUTE_PATH.sub("…", text)
 
     def _read(self, folder: Path) -> ModelEntry:
         try:
@@ -234,12 +237,14 @@ class Registry:
         versions = manifest.versions()
         entry = ModelEntry(manifest.name, manifest)
         for spec in manifest.variants:
-            variant = Variant(manifest, spec, versions[spec.name], folder / spec.file)
-            entry.variants[spec.name] = variant
-            if _leaves_folder(variant.path, folder):
-                variant.state = VariantState.UNAVAILABLE
-                variant.reason = f"its file '{spec.file}' leads out of the model's folder (a link): not served"
-                log.error("model '%s' variant '%s' is unavailable: %s", manifest.name, spec.name, variant.reason)
+            entry.variants[spec.name] = Variant(manifest, spec, versions[spec.name], folder / spec.file)
+        links = _links_out(folder, [folder / spec.file for spec in manifest.variants])
+        if links:  # the model's files are read from the folder only: its data and reference statistics too
+            reason = f"its folder holds links out of it ({', '.join(links)}): not served"
+            log.error("model '%s' is unavailable: %s", folder.name, reason)
+            for variant in entry.variants.values():
+                variant.state, variant.reason = VariantState.UNAVAILABLE, reason
+            return entry
         unbuilt = incomplete_build(folder)
         if unbuilt:  # a failed or interrupted build: whatever files it left are not served
             reason = self.public(f"{unbuilt}; run `servometer models build {folder.name}`")
@@ -249,10 +254,20 @@ class Registry:
         return entry
 
 
-def _leaves_folder(path: Path, folder: Path) -> bool:
-    """Whether a variant's file, or the ONNX external data beside it, resolves to somewhere outside ``folder``."""
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[\w.@+-]+/)+[\w.@+-]*")
+
+
+def _inside(folder: Path, root: Path) -> bool:
+    """Whether ``folder`` is directly inside ``root`` once every link is resolved."""
+    return folder.resolve().parent == root.resolve()
+
+
+def _links_out(folder: Path, variant_files: list[Path]) -> list[str]:
+    """Names of the folder's files (its own, and the variants' wherever they lie in it) that resolve to
+    somewhere outside it."""
     inside = folder.resolve()
-    return any(not part.resolve().is_relative_to(inside) for part in (path, path.with_name(path.name + ".data")))
+    candidates = {*folder.rglob("*"), *variant_files}
+    return sorted(str(p.relative_to(folder)) for p in candidates if not p.resolve().is_relative_to(inside))
 
 
 def tensor_info(spec: TensorSpec) -> TensorInfo:

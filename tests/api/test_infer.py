@@ -118,6 +118,19 @@ def test_wrong_content_type_is_415(client):
     assert "application/json" in response.json()["error"]
 
 
+def test_a_response_over_the_configured_limit_is_refused_before_it_is_encoded(demo_models):
+    # 64 samples of 10 logits and 10 probabilities as JSON: ~30 KB estimated, over a 16 KiB limit.
+    with started_client(demo_models, max_response_bytes=16 * 1024, cache_backend="off") as client:
+        body = _digits_body(digits_images(64))
+        refused = _post(client, "/v2/models/digits/infer", body)
+        assert refused.status_code == 400
+        assert "over the 16384-byte limit (max_response_bytes)" in refused.json()["error"]
+        # As binary tensors the same answer is 4x smaller, and fits.
+        binary = {**body, "parameters": {"binary_data_output": True}}
+        assert client.post("/v2/models/digits/infer", json=binary).status_code == 200
+        assert _post(client, "/v2/models/digits/infer", _digits_body(digits_images(8))).status_code == 200
+
+
 def test_body_over_the_configured_limit_is_413_both_declared_and_compressed(demo_models):
     with started_client(demo_models, max_request_bytes=4096) as client:
         big = orjson.dumps(_digits_body(np.zeros((64, 1, 8, 8), np.float32)))

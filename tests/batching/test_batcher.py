@@ -285,6 +285,33 @@ async def test_a_failing_batch_is_split_until_only_the_requests_that_fail_alone_
     await batcher.close(5)
 
 
+class _SlowFailsOnMarker(_FailsOnMarker):
+    """Each call takes a third of the compute timeout below."""
+
+    def infer(self, inputs, outputs):
+        time.sleep(0.1)
+        return super().infer(inputs, outputs)
+
+
+async def test_each_retry_of_a_split_batch_gets_the_compute_timeout_of_its_own(digits_runtime):
+    # 1 + 2 x 3 calls of 0.1 s for 8 requests: longer than one 0.3 s timeout, each call well within one.
+    batcher, runtime, _ = _batcher(
+        digits_runtime, gated=_SlowFailsOnMarker(digits_runtime), compute_timeout_ms=300, max_queue_delay_ms=50
+    )
+    first = await _hold_first_call(batcher, runtime, samples=1)
+    images = [np.full((1, 1, 8, 8), _FailsOnMarker.MARKER if i == 6 else i + 1.0, np.float32) for i in range(8)]
+    pending = [batcher.submit({"image": image}, OUTPUTS, 1, None) for image in images]
+    runtime.gate.set()
+    await first.future
+    for i, request in enumerate(pending):
+        if i == 6:
+            with pytest.raises(ModelFailed):
+                await request.future
+        else:
+            assert (await request.future)["logits"].shape == (1, 10)
+    await batcher.close(5)
+
+
 async def test_a_variant_served_alone_never_shares_a_model_call(digits_runtime):
     batcher, gated, _ = _batcher(digits_runtime, alone=True)
     first = await _hold_first_call(batcher, gated, samples=1)

@@ -1,6 +1,6 @@
 import pytest
 
-from app.batching.policy import priority_level, queue_timeout
+from app.batching.policy import client_owns_timeout, priority_level, queue_timeout
 from app.errors import InvalidRequest
 from app.repository.manifest import BatchingSpec
 
@@ -34,3 +34,21 @@ def test_timeout_is_microseconds_with_the_models_default():
 def test_a_bad_timeout_is_a_bad_request(value):
     with pytest.raises(InvalidRequest, match="'timeout' must be a positive integer of microseconds"):
         queue_timeout(SPEC, {"timeout": value})
+
+
+@pytest.mark.parametrize(
+    ("default_ms", "objective_s", "timeout_us", "owned"),
+    [
+        (0, None, 1, True),  # the server promises nothing: any timeout is the client's choice
+        (0, 0.05, 1_000, True),  # 1 ms, under the 50 ms p99 objective: asking for more than promised
+        (0, 0.05, 50_000, False),  # at the objective: expiring there means the server is slow
+        (100, 0.05, 50_000, True),  # under the model's own default timeout, which is the promise when set
+        (100, 0.05, 200_000, False),
+    ],
+)
+def test_a_timeout_is_the_clients_own_only_when_shorter_than_what_the_server_promises(
+    default_ms, objective_s, timeout_us, owned
+):
+    spec = BatchingSpec(max_batch_size=8, default_timeout_ms=default_ms)
+    assert client_owns_timeout(spec, {"timeout": timeout_us}, objective_s) is owned
+    assert client_owns_timeout(spec, {}, objective_s) is False

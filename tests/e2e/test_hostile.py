@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import copy_model, digits_images, minilm_tokens, reference_outputs, server_process, v2_json
 
-HEADER_TIMEOUT_S = 1.0
+HEADER_TIMEOUT_S = 2.0
 BODY_TIMEOUT_S = 1.5
 MAX_CONNECTIONS = 40
 MAX_HEADER_BYTES = 16 * 1024
@@ -278,3 +278,13 @@ def test_the_error_texts_of_public_routes_carry_no_absolute_paths(server):
         text = httpx.get(f"http://{address}{path}", timeout=ANSWER_WITHIN_S).text
         assert os.sep + "tmp" not in text, (path, text)
         assert str(Path.cwd()) not in text, (path, text)
+
+
+def test_an_upload_refused_for_its_size_ends_its_connection_instead_of_reading_on(server):
+    _, address = server
+    with _connect(address) as connection:
+        head = b"POST /v2/models/digits/infer HTTP/1.1\r\nhost: x\r\ncontent-length: 100000000\r\n"
+        _send(connection, head + b"content-type: application/json\r\n\r\n" + b"0" * 65536)
+        answer = _read_all(connection)  # returns once the server closes: it does not wait for the 100 MB
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"connection: close" in answer

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from app.context import AppContext
-from app.errors import NotFound
+from app.errors import NotFound, Unavailable
 from app.monitoring.feedback import FeedbackLedger
 from app.variants.quality import macro_f1
 from tests.api.conftest import async_app
@@ -191,3 +191,28 @@ async def test_feedback_bodies_are_bounded_like_every_other_body(tmp_path, demo_
         streamed = await client.post("/v2/models/digits/feedback", content=unannounced(), headers=JSON)
         assert streamed.status_code == 413
         assert "over the 1048576-byte limit" in streamed.json()["error"]
+
+
+def test_a_judged_id_is_remembered_until_it_expires_and_a_full_ledger_refuses_rather_than_forgets():
+    ledger = FeedbackLedger(max_judged=3)
+    short = [ledger.issue("digits", "fp32", 1, 0.05) for _ in range(2)]
+    for response_id in short:
+        ledger.record("digits", response_id, 1, None, window=10)
+    time.sleep(0.06)  # the two short-lived ids expire: they make room, and stay refused by their expiry
+    long = [ledger.issue("digits", "fp32", 1, 60.0) for _ in range(4)]
+    for response_id in long[:3]:
+        ledger.record("digits", response_id, 1, None, window=10)
+    with pytest.raises(Unavailable, match="no more feedback until the oldest expire"):
+        ledger.record("digits", long[3], 1, None, window=10)
+    for response_id in long[:3]:
+        with pytest.raises(NotFound, match="already judged"):
+            ledger.record("digits", response_id, 1, None, window=10)
+    with pytest.raises(NotFound, match="expired"):
+        ledger.record("digits", short[0], 1, None, window=10)
+
+
+def test_processes_sharing_a_secret_issue_distinct_ids_for_the_same_answer_at_the_same_moment(monkeypatch):
+    monkeypatch.setattr("app.monitoring.feedback.time.time", lambda: 1_800_000_000.0)
+    secret = b"a-secret-shared-by-every-replica"
+    first, second = FeedbackLedger(secret), FeedbackLedger(secret)
+    assert first.issue("digits", "fp32", 3, 60.0) != second.issue("digits", "fp32", 3, 60.0)

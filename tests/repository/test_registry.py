@@ -111,19 +111,19 @@ def test_the_start_up_scan_skips_a_folder_that_links_out_of_the_repository(repos
         registry.reload("evil")  # the load API asks the same question
 
 
-def test_a_variant_file_that_links_out_of_its_folder_is_not_served_by_the_scan_or_a_reload(
-    repository, tmp_path_factory
+@pytest.mark.parametrize("linked", ["model.int8.onnx", "heldout.npz", "reference-stats.json"])
+def test_a_model_whose_folder_links_out_of_it_is_not_served_by_the_scan_or_a_reload(
+    repository, tmp_path_factory, linked
 ):
     outside = tmp_path_factory.mktemp("outside")
-    int8 = repository / "digits" / "model.int8.onnx"
-    shutil.move(int8, outside / "model.int8.onnx")
-    int8.symlink_to(outside / "model.int8.onnx")
+    inside = repository / "digits" / linked
+    shutil.move(inside, outside / linked)
+    inside.symlink_to(outside / linked)
     for entry in (_loaded(repository).get("digits"), Registry(repository, RuntimeOptions()).reload("digits")[0]):
-        variant = entry.variants["int8"]
-        assert variant.state is VariantState.UNAVAILABLE
-        assert "leads out of the model's folder" in variant.reason
-        assert variant.runtime is None
-        assert entry.variants["fp32"].state is VariantState.LOADED
+        for variant in entry.variants.values():
+            assert variant.state is VariantState.UNAVAILABLE
+            assert f"its folder holds links out of it ({linked})" in variant.reason
+            assert variant.runtime is None
 
 
 def test_reasons_shown_to_clients_carry_no_absolute_paths(repository):
@@ -137,6 +137,18 @@ def test_reasons_shown_to_clients_carry_no_absolute_paths(repository):
     for reason in reasons:
         assert str(repository) not in reason, reason
         assert "/tmp" not in reason, reason
+
+
+def test_public_texts_keep_repository_names_and_drop_every_other_absolute_path(repository):
+    registry = Registry(repository, RuntimeOptions())
+    text = (
+        f"{repository.resolve()}/digits/model.fp32.onnx failed:/onnxruntime_src/onnxruntime/core/graph/"
+        "model_load_utils.h:46 void onnxruntime::model_load_utils::ValidateOpsetForDomain opset 99"
+    )
+    assert (
+        registry.public(text) == "digits/model.fp32.onnx failed:…:46 void onnxruntime::model_load_utils::"
+        "ValidateOpsetForDomain opset 99"
+    )
 
 
 def test_a_model_name_with_a_null_byte_is_a_client_error(repository):
