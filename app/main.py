@@ -32,6 +32,7 @@ from app.config import Settings, runtime_options
 from app.context import AppContext
 from app.errors import ServingError
 from app.monitoring.feedback import FeedbackLedger
+from app.monitoring.judged import DirectoryJudged, JudgedIds, MemoryJudged, RedisJudged
 from app.repository.registry import Registry
 from app.routing.router import Router
 from app.routing.shadow import Shadows
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     workers = WorkerReadiness(settings.worker_dir, settings.workers)
     secret = settings.feedback_secret.encode() if settings.feedback_secret else None
+    judged = judged_ids(settings)
     service = InferenceService(
         registry,
         metrics,
@@ -65,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Router(reports),
         Shadows(metrics),
         workers,
-        FeedbackLedger(secret),
+        FeedbackLedger(secret, judged),
         settings.max_json_values,
     )
     gpus = GpuSampler(metrics, load_nvml(), settings.gpu_sample_interval_s)
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await service.close(shutdown.remaining(settings.drain_timeout_s))
                 if cache is not None:
                     await cache.close()
+                await judged.close()
                 registry.close()
 
     app = ServometerApp(
@@ -187,6 +190,15 @@ class ServometerApp(FastAPI):
             await refuse(send, exc.status, exc.message)
             return
         await super().__call__(scope, receive, with_security_headers(send))
+
+
+def judged_ids(settings: Settings) -> JudgedIds:
+    """Where judged answers are recorded: as widely as feedback ids are accepted (see app/monitoring/judged.py)."""
+    if settings.redis_url:
+        return RedisJudged(settings.redis_url, settings.redis_key_prefix, settings.redis_timeout_s)
+    if settings.worker_dir is not None:
+        return DirectoryJudged(settings.worker_dir.parent / "judged")
+    return MemoryJudged()
 
 
 def _echo_request_id(send: Send, request_id: bytes) -> Send:

@@ -320,12 +320,12 @@ class InferenceService:
             scores = await asyncio.to_thread(monitor.scores)
             self.metrics.set_drift(key[0], key[1], monitor.samples, scores)
 
-    def record_feedback(self, model: str, response_id: str, label: int | None, relevant: bool | None) -> bool:
+    async def record_feedback(self, model: str, response_id: str, label: int | None, relevant: bool | None) -> bool:
         """Score an earlier answer; returns whether it was right. Raises a 4xx error for bad feedback."""
         manifest = self.registry.get(model).manifest
         if manifest is None or manifest.monitoring is None:
             raise InvalidRequest(f"model '{model}' takes no feedback: its model.yaml has no 'monitoring' block")
-        answer = self.feedback.record(model, response_id, label, relevant, manifest.monitoring.feedback_window)
+        answer = await self.feedback.record(model, response_id, label, relevant, manifest.monitoring.feedback_window)
         correct = label == answer.predicted if answer.predicted is not None else bool(relevant)
         samples, accuracy, f1 = self.feedback.live(model, answer.variant)
         self.metrics.set_live(model, answer.variant, correct, samples, accuracy, f1)

@@ -28,4 +28,5 @@ class FeedbackRecorded(BaseModel):
 
 @router.post("/v2/models/{model}/feedback", response_model=FeedbackRecorded, summary="Feedback on an earlier answer")
 async def feedback(context: ContextDep, model: str, body: Feedback) -> FeedbackRecorded:
-    return FeedbackRecorded(correct=context.service.record_feedback(model, body.id, body.label, body.relevant))
+    correct = await context.service.record_feedback(model, body.id, body.label, body.relevant)
+    return FeedbackRecorded(correct=correct)

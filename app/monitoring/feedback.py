@@ -5,7 +5,7 @@ macro-F1 over a sliding window, per variant.
 The id carries what the feedback needs (model, variant, predicted class, expiry) and an HMAC over it, so
 nothing is stored per answer: remembering a million answers for an hour would cost memory, and keeping them as
 objects made the garbage collector stall every request (measured: p99 5 ms -> 50 ms on digits). Only ids that
-received feedback are remembered, so each answer is judged once.
+received feedback are remembered (:mod:`app.monitoring.judged`), so each answer is judged once.
 """
 
 import base64
@@ -14,15 +14,15 @@ import hmac
 import itertools
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from app.errors import InvalidRequest, NotFound, Unavailable
+from app.errors import InvalidRequest, NotFound
+from app.monitoring.judged import JudgedIds, MemoryJudged
 from app.variants.quality import macro_f1
 
-MAX_JUDGED = 100_000
 _MAC_BYTES = 12
 
 
@@ -35,15 +35,13 @@ class Answer:
 
 
 class FeedbackLedger:
-    def __init__(self, secret: bytes | None = None, max_judged: int = MAX_JUDGED) -> None:
+    def __init__(self, secret: bytes | None = None, judged: JudgedIds | None = None) -> None:
         self._secret = secret or secrets.token_bytes(32)
-        self._judged: OrderedDict[str, int] = OrderedDict()
-        """Ids judged, in the order they were, with when they expire (ms)."""
+        self.judged = judged or MemoryJudged()
         self._serials = itertools.count()
         # Processes sharing the secret (workers, replicas) count serials from 0 alike: the origin keeps their ids
         # apart when two answers of the same class expire in the same millisecond.
         self._origin = secrets.token_hex(4)
-        self._max_judged = max_judged
         self._windows: dict[tuple[str, str], deque[tuple[int, int]]] = {}
 
     def issue(self, model: str, variant: str, predicted: int | None, ttl_s: float) -> str:
@@ -56,11 +54,12 @@ class FeedbackLedger:
         ).encode()
         return _b64(payload) + "." + _b64(self._mac(payload))
 
-    def record(self, model: str, response_id: str, label: int | None, relevant: bool | None, window: int) -> Answer:
-        """Score an earlier answer; raises a 4xx naming the problem for unknown, expired or mismatched feedback."""
+    async def record(
+        self, model: str, response_id: str, label: int | None, relevant: bool | None, window: int
+    ) -> Answer:
+        """Score an earlier answer; raises a 4xx naming the problem for unknown, expired, judged or mismatched
+        feedback."""
         answer, expires_ms = self._read(response_id)
-        if response_id in self._judged:
-            raise NotFound(f"the answer with id '{response_id}' was already judged: one judgement per answer")
         if expires_ms < time.time() * 1000:
             raise NotFound(f"the answer with id '{response_id}' no longer takes feedback: it expired")
         if answer.model != model:
@@ -73,23 +72,10 @@ class FeedbackLedger:
             if relevant is None:
                 raise InvalidRequest("feedback for an embedding model needs 'relevant': true or false")
             outcome = (1, 1 if relevant else 0)
-        self._remember(response_id, expires_ms)
+        if not await self.judged.claim(response_id, expires_ms):
+            raise NotFound(f"the answer with id '{response_id}' was already judged: one judgement per answer")
         self._windows.setdefault((model, answer.variant), deque(maxlen=window)).append(outcome)
         return answer
-
-    def _remember(self, response_id: str, expires_ms: int) -> None:
-        """Keep a judged id until it expires (after that its expiry refuses it). Forgetting one earlier would let
-        it be judged again, so a ledger full of live ids refuses new feedback instead."""
-        now_ms = time.time() * 1000
-        while self._judged and next(iter(self._judged.values())) < now_ms:
-            self._judged.popitem(last=False)
-        if len(self._judged) >= self._max_judged:
-            raise Unavailable(
-                f"{len(self._judged)} answers judged within their feedback_ttl_s: no more feedback until the oldest "
-                "expire",
-                headers={"retry-after": "60"},
-            )
-        self._judged[response_id] = expires_ms
 
     def live(self, model: str, variant: str) -> tuple[int, float, float]:
         """``(feedback items, accuracy, macro-F1)`` over the variant's window."""

@@ -33,6 +33,10 @@ def test_metrics_of_two_workers_add_up(demo_models, tmp_path):
             for response_id in ids:
                 judged = httpx.post(f"http://{address}/v2/models/digits/feedback", json={"id": response_id, "label": 0})
                 assert judged.status_code == 200, judged.text
+            # ... and once only, whichever worker the second judgement reaches.
+            for response_id in ids:
+                again = httpx.post(f"http://{address}/v2/models/digits/feedback", json={"id": response_id, "label": 1})
+                assert again.status_code == 404, again.text
             # Each worker moves its pending observations into the shared files every second: wait until they have.
             deadline = time.monotonic() + 30
             while _successes(httpx.get(f"http://{address}/metrics").text) < 40:

@@ -13,6 +13,7 @@ import yaml
 from app.context import AppContext
 from app.errors import NotFound, Unavailable
 from app.monitoring.feedback import FeedbackLedger
+from app.monitoring.judged import MemoryJudged
 from app.variants.quality import macro_f1
 from tests.api.conftest import async_app
 from tests.helpers import MODELS, copy_model, digits_images
@@ -151,32 +152,32 @@ async def test_the_drift_gauge_rises_with_an_inverted_stream_and_stays_low_with_
         assert _gauge(app, "servometer_drift_window_samples", model="digits", variant="fp32") == 400
 
 
-def test_answers_of_the_same_class_at_the_same_moment_get_distinct_ids():
+async def test_answers_of_the_same_class_at_the_same_moment_get_distinct_ids():
     ledger = FeedbackLedger()
     ids = {ledger.issue("digits", "fp32", 3, 60.0) for _ in range(1000)}
     assert len(ids) == 1000
     for response_id in ids:
-        ledger.record("digits", response_id, 3, None, window=1000)
+        await ledger.record("digits", response_id, 3, None, window=1000)
     assert ledger.live("digits", "fp32")[:2] == (1000, 1.0)
 
 
-def test_an_answer_is_judged_once_under_any_spelling_of_its_id():
+async def test_an_answer_is_judged_once_under_any_spelling_of_its_id():
     ledger = FeedbackLedger()
     response_id = ledger.issue("digits", "fp32", 3, 60.0)
-    ledger.record("digits", response_id, 3, None, window=1000)
+    await ledger.record("digits", response_id, 3, None, window=1000)
     # The base64 decoder skips characters outside its alphabet: each of these decodes to the same answer.
     for spelling in (response_id + ".", response_id + "=", response_id + "!", "!" + response_id, response_id + "\n"):
         with pytest.raises(NotFound):
-            ledger.record("digits", spelling, 0, None, window=1000)
+            await ledger.record("digits", spelling, 0, None, window=1000)
     assert ledger.live("digits", "fp32")[:2] == (1, 1.0)
 
 
-def test_ids_signed_with_a_shared_secret_are_accepted_by_every_process_that_has_it():
+async def test_ids_signed_with_a_shared_secret_are_accepted_by_every_process_that_has_it():
     secret = b"a-secret-shared-by-every-replica"
     issued = FeedbackLedger(secret).issue("digits", "fp32", 3, 60.0)
-    assert FeedbackLedger(secret).record("digits", issued, 3, None, window=10).predicted == 3
+    assert (await FeedbackLedger(secret).record("digits", issued, 3, None, window=10)).predicted == 3
     with pytest.raises(NotFound):
-        FeedbackLedger(b"another-secret-of-another-one").record("digits", issued, 3, None, window=10)
+        await FeedbackLedger(b"another-secret-of-another-one").record("digits", issued, 3, None, window=10)
 
 
 async def test_feedback_bodies_are_bounded_like_every_other_body(tmp_path, demo_models):
@@ -193,22 +194,22 @@ async def test_feedback_bodies_are_bounded_like_every_other_body(tmp_path, demo_
         assert "over the 1048576-byte limit" in streamed.json()["error"]
 
 
-def test_a_judged_id_is_remembered_until_it_expires_and_a_full_ledger_refuses_rather_than_forgets():
-    ledger = FeedbackLedger(max_judged=3)
+async def test_a_judged_id_is_remembered_until_it_expires_and_a_full_ledger_refuses_rather_than_forgets():
+    ledger = FeedbackLedger(judged=MemoryJudged(max_judged=3))
     short = [ledger.issue("digits", "fp32", 1, 0.05) for _ in range(2)]
     for response_id in short:
-        ledger.record("digits", response_id, 1, None, window=10)
+        await ledger.record("digits", response_id, 1, None, window=10)
     time.sleep(0.06)  # the two short-lived ids expire: they make room, and stay refused by their expiry
     long = [ledger.issue("digits", "fp32", 1, 60.0) for _ in range(4)]
     for response_id in long[:3]:
-        ledger.record("digits", response_id, 1, None, window=10)
+        await ledger.record("digits", response_id, 1, None, window=10)
     with pytest.raises(Unavailable, match="no more feedback until the oldest expire"):
-        ledger.record("digits", long[3], 1, None, window=10)
+        await ledger.record("digits", long[3], 1, None, window=10)
     for response_id in long[:3]:
         with pytest.raises(NotFound, match="already judged"):
-            ledger.record("digits", response_id, 1, None, window=10)
+            await ledger.record("digits", response_id, 1, None, window=10)
     with pytest.raises(NotFound, match="expired"):
-        ledger.record("digits", short[0], 1, None, window=10)
+        await ledger.record("digits", short[0], 1, None, window=10)
 
 
 def test_processes_sharing_a_secret_issue_distinct_ids_for_the_same_answer_at_the_same_moment(monkeypatch):
