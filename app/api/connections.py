@@ -64,8 +64,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     is the model's time, bounded by the model's own timeouts) or while it idles between requests (uvicorn's
     keep-alive timeout): from connecting, or from any byte after an answer, until a request's headers are in
     (``header_timeout_s``), and from then until its body is in (``body_timeout_s``, with slack for the app's own
-    408 to go out first). A request whose body was not read to the end (refused 413, or its 408) ends the
-    connection after its answer: the rest of that body would otherwise be read, and thrown away, without end.
+    408 to go out first), whether or not the body is read: the rest of a body answered early is thrown away as it
+    comes, within the same deadline. (Closing at once instead would reset the connection under the client while
+    it still sends, which can destroy the answer before the client reads it.)
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -129,15 +130,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._clear_deadline()
         super().on_message_complete()
 
-    def on_response_complete(self) -> None:
-        # Only the latest request can be unread: a later one cannot begin before the one before it has ended.
-        if self.cycle is not None and self.cycle.response_complete and self.cycle.more_body:
-            # Answered before its body was read to the end: close rather than read the rest for nothing.
-            self._clear_deadline()
-            self.transport.close()
-            return
-        super().on_response_complete()
-
     def _answered(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
 
@@ -151,8 +143,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._close_with(408, f"the request's headers did not arrive within {self.limits.header_timeout_s:g} s")
 
     def _body_too_slow(self) -> None:
-        # The app answers 408 at body_timeout_s; this catches a body no route reads (a GET declaring one).
+        # The app answers 408 at body_timeout_s when it reads the body. A body answered before it was read (a 404
+        # found before reading) is read on and thrown away, so the connection can carry the next request; one that
+        # never ends (a GET declaring a body) ends the connection here, answered already or not.
         self._deadline = None
+        if self.cycle is not None and self.cycle.response_complete:
+            self.transport.close()
+            return
         self._close_with(408, f"the request's body did not arrive within {self.limits.body_timeout_s:g} s")
 
     def _close_with(self, status: int, message: str) -> None:

@@ -88,17 +88,28 @@ async def test_stray_bytes_after_an_answer_start_the_header_deadline():
     assert transport.written.endswith(b'did not arrive within 0.2 s"}')
 
 
-async def test_a_body_no_route_reads_ends_the_connection_after_its_answer():
+async def test_a_body_no_route_reads_ends_the_connection_at_the_body_deadline():
     protocol, transport = _connection(_App())
     protocol.data_received(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\nx")
     await _until(lambda: b"HTTP/1.1 200" in transport.written)
-    for _ in range(40):  # the client goes on sending a body nobody reads, which keeps the idle timer off
+    started = asyncio.get_running_loop().time()
+    for _ in range(200):  # the client goes on sending a body nobody reads, which keeps the idle timer off
         if transport.closed:
             break
         protocol.data_received(b"x" * 100)
         await asyncio.sleep(0.05)
     assert transport.closed
-    assert b"408" not in transport.written
+    assert asyncio.get_running_loop().time() - started < LIMITS.body_timeout_s + 3
+    assert transport.written.count(b"HTTP/1.1 ") == 1  # one answer: nothing more is owed to that request
+
+
+async def test_the_rest_of_a_body_answered_early_is_read_and_the_connection_serves_on():
+    protocol, transport = _connection(_App())
+    protocol.data_received(b"POST /v2/models/nope/infer HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+    await _until(lambda: transport.written.count(b"HTTP/1.1 200") == 1)
+    protocol.data_received(b" " * 99 + GET)
+    await _until(lambda: transport.written.count(b"HTTP/1.1 200") == 2)
+    assert not transport.closed
 
 
 async def test_a_pipelined_header_past_the_limit_behind_an_unanswered_request_ends_the_connection():
@@ -133,3 +144,11 @@ async def test_the_connection_cap_answers_one_more_503_and_closes_it():
     for protocol, transport in held:
         protocol.connection_lost(None)
         assert transport.written == b""
+
+
+async def test_an_answer_to_a_whole_request_keeps_the_connection():
+    protocol, transport = _connection(_App())
+    protocol.data_received(b"POST /v2/models/nope/infer HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+    await _until(lambda: b"HTTP/1.1 200" in transport.written)
+    assert b"connection: close" not in transport.written
+    assert not transport.closed
