@@ -8,13 +8,21 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := redis-server prometheus prometheus-alertmanager
 SYSTEM_PROGRAMS := redis-server promtool prometheus prometheus-alertmanager amtool
 
-.PHONY: serve test bench install-serve install-dev system-deps lint
+.PHONY: serve test test-fast soak bench install-serve install-dev system-deps lint
 
 serve: install-serve
 	$(BIN)/servometer serve
 
 test: system-deps install-dev lint
 	$(BIN)/python -m pytest
+
+# The unit layer only (tests/layers.py), in under 30 s once the demo models are built; `make test` runs them all.
+test-fast:
+	$(BIN)/python -m pytest -m unit -q
+
+# The soak at full length (every `make test` runs it for 30 s).
+soak: system-deps install-dev
+	SERVOMETER_SOAK_S=300 $(BIN)/python -m pytest -m soak
 
 # Not part of the tests: minutes of load on both cores (wrk from Debian).
 bench: install-dev

@@ -10,9 +10,19 @@ import pytest
 from app.repository.builder import build_models
 from tests.deploy import stack
 from tests.helpers import MODELS, copy_model, running_server
+from tests.layers import layer_of
 from tests.redis_server import RedisServer
 
 FAKE_NVML = Path(__file__).resolve().parent / "fake_nvml"
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its cost layer (tests/layers.py), so ``-m unit`` and the like select by cost."""
+    for item in items:
+        item.add_marker(layer_of(item.path.relative_to(TESTS).as_posix()))
+
+
 SLOW_OBJECTIVE_S = 0.02
 
 
