@@ -20,10 +20,10 @@ import uvicorn
 import uvicorn.config
 
 from app.api.connections import GuardedHttpProtocol
-from app.config import Settings, runtime_options
+from app.config import Settings
 from app.repository.builder import build_models
-from app.repository.manifest import ManifestError, load_manifest
-from app.runtimes.base import RuntimeLoadError
+from app.runtimes.base import RuntimeLoadError, runtime_options
+from app.schema.manifest import ManifestError, load_manifest
 from app.shutdown import DrainingServer
 from app.variants.optimize import KINDS, Kind
 

@@ -1,6 +1,6 @@
 """The one settings object: environment variables (prefix ``SERVOMETER_``) and CLI flags.
 
-Per-model settings live in each model's ``model.yaml`` (see :mod:`app.repository.manifest`);
+Per-model settings live in each model's ``model.yaml`` (see :mod:`app.schema.manifest`);
 nothing else in the package reads ``os.environ``.
 """
 
@@ -9,8 +9,6 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from app.runtimes.base import RuntimeOptions
 
 MIN_KEY_LENGTH = 16
 
@@ -187,13 +185,3 @@ class Settings(BaseSettings):
 
     torch_threads: int = Field(default=0, ge=0)
     """Intra-op threads for TorchScript variants; 0 keeps torch's default."""
-
-
-def runtime_options(settings: Settings) -> RuntimeOptions:
-    """The runtime knobs of the settings, as the runtimes read them."""
-    return RuntimeOptions(
-        onnx_providers=tuple(settings.onnx_providers),
-        onnx_intra_op_threads=settings.onnx_intra_op_threads,
-        onnx_inter_op_threads=settings.onnx_inter_op_threads,
-        torch_threads=settings.torch_threads,
-    )

@@ -28,16 +28,17 @@ from app.api.metrics import serve_metrics_port
 from app.api.openapi import install_openapi
 from app.api.security import KeyCheck, refuse, with_security_headers
 from app.cache.setup import build_cache
-from app.config import Settings, runtime_options
+from app.config import Settings
 from app.context import AppContext
+from app.describe import describe
 from app.errors import ServingError
 from app.monitoring.feedback import FeedbackLedger
 from app.monitoring.judged import DirectoryJudged, JudgedIds, MemoryJudged, RedisJudged
 from app.repository.registry import Registry
 from app.routing.router import Router
 from app.routing.shadow import Shadows
+from app.runtimes.base import runtime_options
 from app.service import InferenceService
-from app.telemetry.describe import describe
 from app.telemetry.gpu import GpuSampler, load_nvml
 from app.telemetry.loop_lag import LoopWatch
 from app.telemetry.metrics import Metrics
@@ -238,7 +239,7 @@ async def _flush_every(metrics: Metrics, interval_s: float) -> None:
 async def _load(registry: Registry, service: InferenceService, reports: VariantReports, settings: Settings) -> None:
     await anyio.to_thread.run_sync(registry.load_all)
     await service.start()
-    describe(registry.models(), service, settings)
+    describe(registry.models(), service.metrics, service.cache.metrics if service.cache else None, settings)
     reports.build_in_background(
         [
             entry.name

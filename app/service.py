@@ -17,11 +17,11 @@ from app.monitoring.drift import DriftMonitor
 from app.monitoring.feedback import FeedbackLedger
 from app.monitoring.reference import load_reference
 from app.protocol.codec import DecodedRequest, wants_binary
-from app.repository.manifest import REFERENCE_FILE
 from app.repository.registry import ModelEntry, Registry, Variant, VariantState
 from app.repository.warmup import warmup_inputs
 from app.routing.router import Router
 from app.routing.shadow import Shadows
+from app.schema.manifest import REFERENCE_FILE
 from app.telemetry.metrics import Metrics, VariantMetrics
 from app.validation import RequestCheck, most_values
 from app.workers import WorkerReadiness

@@ -6,7 +6,7 @@ import numpy as np
 
 from app.errors import InvalidRequest
 from app.protocol.codec import DecodedRequest
-from app.repository.manifest import ModelManifest
+from app.schema.manifest import ModelManifest
 
 
 def most_values(manifest: ModelManifest) -> int | None:

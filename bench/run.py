@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from app.repository.builder import build_models
-from app.repository.manifest import load_manifest
+from app.schema.manifest import load_manifest
 from bench import loadgen, payloads, report, servers
 
 HERE = Path(__file__).resolve().parent

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 
-from app.repository.manifest import load_manifest
 from app.runtimes.base import Runtime, TensorInfo
+from app.schema.manifest import load_manifest
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ import pytest
 from app.errors import InvalidRequest
 from app.protocol.codec import DecodedRequest, Tensor
 from app.protocol.schemas import RequestOutput
-from app.repository.manifest import load_manifest
+from app.schema.manifest import load_manifest
 from app.validation import RequestCheck
 from tests.helpers import MODELS
 

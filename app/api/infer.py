@@ -99,7 +99,7 @@ class InferenceEndpoint:
             body = await read_body(headers, receive, settings.max_request_bytes, settings.body_timeout_s)
             body = compression.decompress(body, headers.get("content-encoding"), settings.max_request_bytes)
             # In flight (KEDA scales on it) once the body is here: a stalled upload is no work for the server.
-            metrics.in_flight += 1
+            metrics.request_received()
             in_flight = True
             decoded = decode_request(body, _header_length(headers), context.service.value_budget(variant))
             del body  # a JSON body is no longer needed once parsed: freed before the wait for the model
@@ -111,7 +111,7 @@ class InferenceEndpoint:
             raise
         finally:
             if in_flight:
-                metrics.in_flight -= 1
+                metrics.request_done()
             metrics.observe_request(outcome, time.perf_counter() - started)
 
     async def _answer(

@@ -8,8 +8,8 @@ from app.api.deps import ContextDep
 from app.errors import Unavailable
 from app.protocol.datatypes import triton_type
 from app.protocol.schemas import ModelMetadata, TensorMetadata
-from app.repository.manifest import TensorSpec
 from app.repository.registry import Variant, VariantState
+from app.schema.manifest import TensorSpec
 
 router = APIRouter(tags=["models"])
 # NOTE: the stats routes come first: "/v2/models/stats" would otherwise match "/v2/models/{model}".

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import ContextDep
-from app.telemetry.describe import describe
+from app.describe import describe
 
 router = APIRouter(tags=["model repository (management)"])
 
@@ -33,7 +33,8 @@ async def repository_index(context: ContextDep) -> list[dict[str, Any]]:
 @router.post("/v2/repository/models/{model}/load", summary="Load or reload a model from its repository folder")
 async def load_model(context: ContextDep, model: str) -> dict[str, Any]:
     entry = await context.service.load_model(model, context.settings.drain_timeout_s)
-    describe([entry], context.service, context.settings)
+    cache = context.service.cache
+    describe([entry], context.metrics, cache.metrics if cache else None, context.settings)
     return {}
 
 

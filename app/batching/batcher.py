@@ -22,8 +22,8 @@ import numpy as np
 
 from app.batching.pending import PendingRequest, signature_of
 from app.errors import ClientTimeout, ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, ServingError, Unavailable
-from app.repository.manifest import BatchingSpec
 from app.runtimes.base import Runtime
+from app.schema.manifest import BatchingSpec
 from app.telemetry.metrics import VariantMetrics
 from app.telemetry.request_ids import REQUEST_ID
 

@@ -2,7 +2,7 @@
 
 from app.errors import InvalidRequest
 from app.protocol.schemas import ParameterValue
-from app.repository.manifest import BatchingSpec
+from app.schema.manifest import BatchingSpec
 
 
 def priority_level(spec: BatchingSpec, parameters: dict[str, ParameterValue]) -> int:

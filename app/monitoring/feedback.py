@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.errors import InvalidRequest, NotFound
+from app.evaluation.quality import macro_f1
 from app.monitoring.judged import JudgedIds, MemoryJudged
-from app.variants.quality import macro_f1
 
 _MAC_BYTES = 12
 

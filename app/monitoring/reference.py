@@ -12,10 +12,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
+from app.evaluation.quality import evaluated_output, load_evaluation
 from app.monitoring.statistics import bin_edges, shares
-from app.repository.manifest import REFERENCE_FILE, ModelManifest
 from app.runtimes.base import RuntimeOptions
-from app.variants.quality import evaluated_output, load_evaluation
+from app.schema.manifest import REFERENCE_FILE, ModelManifest
 
 FORMAT_VERSION = 1
 MAX_SAMPLE_SUMMARIES = 512

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.repository.build_record import BUILD_RECORD, BUILD_SCRIPT, BuildRecord, incomplete_build
-from app.repository.manifest import MANIFEST_FILE, REFERENCE_FILE, ManifestError, ModelManifest, load_manifest
+from app.schema.manifest import MANIFEST_FILE, REFERENCE_FILE, ManifestError, ModelManifest, load_manifest
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,16 @@ from pathlib import Path
 
 from app.errors import InvalidRequest, NotFound, Unavailable
 from app.repository.build_record import incomplete_build
-from app.repository.manifest import (
+from app.runtimes.base import Runtime, RuntimeLoadError, RuntimeOptions
+from app.runtimes.loader import load_variant_runtime
+from app.schema.manifest import (
     MANIFEST_FILE,
     NAME_PATTERN,
     ManifestError,
     ModelManifest,
-    TensorSpec,
     VariantSpec,
     load_manifest,
 )
-from app.runtimes.base import Runtime, RuntimeLoadError, RuntimeOptions, TensorInfo
-from app.runtimes.loader import load_runtime
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +159,7 @@ class Registry:
             return
         started = time.perf_counter()
         try:
-            runtime = load_runtime(
-                variant.spec.runtime,
-                variant.path,
-                self.options,
-                [tensor_info(spec) for spec in variant.manifest.inputs],
-                [tensor_info(spec) for spec in variant.manifest.outputs],
-            )
+            runtime = load_variant_runtime(variant.spec.runtime, variant.path, self.options, variant.manifest)
             check_signature(variant.manifest, runtime)
             variant.digest = file_digest(variant.path)
         except RuntimeLoadError as exc:
@@ -268,10 +261,6 @@ def _links_out(folder: Path, variant_files: list[Path]) -> list[str]:
     inside = folder.resolve()
     candidates = {*folder.rglob("*"), *variant_files}
     return sorted(str(p.relative_to(folder)) for p in candidates if not p.resolve().is_relative_to(inside))
-
-
-def tensor_info(spec: TensorSpec) -> TensorInfo:
-    return TensorInfo(spec.name, spec.datatype, tuple(None if dim == -1 else dim for dim in spec.shape))
 
 
 def check_signature(manifest: ModelManifest, runtime: Runtime) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from app.protocol.datatypes import numpy_dtype
-from app.repository.manifest import ModelManifest
+from app.schema.manifest import ModelManifest
 
 log = logging.getLogger(__name__)
 

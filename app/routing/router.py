@@ -13,8 +13,8 @@ Only variants that are ready are chosen; when a chosen one is not, the default v
 import hashlib
 import random
 
-from app.repository.manifest import ModelManifest, RoutingSpec
 from app.repository.registry import ModelEntry, VariantState
+from app.schema.manifest import ModelManifest, RoutingSpec
 from app.variants.reports import VariantReports
 
 ROUTING_KEY_HEADER = "servometer-routing-key"

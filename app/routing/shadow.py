@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from app.repository.manifest import ModelManifest
+from app.evaluation.quality import cosine
+from app.schema.manifest import ModelManifest
 from app.telemetry.metrics import Metrics
-from app.variants.quality import cosine
 
 log = logging.getLogger(__name__)
 

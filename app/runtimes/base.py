@@ -6,6 +6,8 @@ from typing import Protocol
 
 import numpy as np
 
+from app.config import Settings
+
 
 class RuntimeLoadError(Exception):
     """A variant's file cannot be served; the message says why (shown by readiness and metadata)."""
@@ -47,3 +49,13 @@ class Runtime(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def runtime_options(settings: Settings) -> RuntimeOptions:
+    """The runtime knobs of the settings, as the runtimes read them."""
+    return RuntimeOptions(
+        onnx_providers=tuple(settings.onnx_providers),
+        onnx_intra_op_threads=settings.onnx_intra_op_threads,
+        onnx_inter_op_threads=settings.onnx_inter_op_threads,
+        torch_threads=settings.torch_threads,
+    )

@@ -4,6 +4,19 @@ from pathlib import Path
 from typing import Literal
 
 from app.runtimes.base import Runtime, RuntimeLoadError, RuntimeOptions, TensorInfo
+from app.schema.manifest import ModelManifest, TensorSpec
+
+
+def tensor_info(spec: TensorSpec) -> TensorInfo:
+    return TensorInfo(spec.name, spec.datatype, tuple(None if dim == -1 else dim for dim in spec.shape))
+
+
+def load_variant_runtime(
+    kind: Literal["onnx", "torchscript"], path: Path, options: RuntimeOptions, manifest: ModelManifest
+) -> Runtime:
+    """Load a variant's file with the tensors its model.yaml declares (formats without tensor metadata need them)."""
+    inputs = [tensor_info(spec) for spec in manifest.inputs]
+    return load_runtime(kind, path, options, inputs, [tensor_info(spec) for spec in manifest.outputs])
 
 
 def load_runtime(

@@ -6,8 +6,8 @@ come only from the model repository: a request for an unknown model creates no s
 
 import os
 from bisect import bisect_left
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,9 +25,22 @@ from prometheus_client.process_collector import ProcessCollector
 from app.config import LATENCY_BUCKETS
 from app.telemetry.stats import VariantStats
 
-if TYPE_CHECKING:  # the report's types only; importing it here would load the measuring code with telemetry
-    from app.monitoring.drift import DriftScore
-    from app.variants.report import ModelReport
+
+class DriftFigures(Protocol):
+    """One feature's drift, as monitoring computes it (telemetry depends on no package above it)."""
+
+    @property
+    def feature(self) -> str: ...
+
+    @property
+    def psi(self) -> float: ...
+
+    @property
+    def ks_statistic(self) -> float: ...
+
+    @property
+    def ks_pvalue(self) -> float: ...
+
 
 # prometheus_client picks file-backed values at import when PROMETHEUS_MULTIPROC_DIR is set.
 MULTIPROCESS = values.ValueClass is not values.MutexValue
@@ -403,21 +416,28 @@ class Metrics:
             if value is not None:
                 gauge.labels(model).set(value)
 
-    def set_report(self, report: "ModelReport") -> None:
-        for variant in report.variants:
-            labels = (report.model, variant.name)
-            figures = {**variant.quality.model_dump(exclude={"samples"}), "quality_loss": variant.quality_loss}
-            for metric, value in figures.items():
-                if value is not None:
-                    self.variant_quality.labels(*labels, metric).set(value)
-            for batch, latency in (("1", variant.batch_1), ("max", variant.max_batch)):
-                self.variant_latency.labels(*labels, batch, "0.5").set(latency.p50_s)
-                self.variant_latency.labels(*labels, batch, "0.99").set(latency.p99_s)
-            self.variant_throughput.labels(*labels).set(variant.throughput)
-            if variant.cost_per_1k is not None:
-                self.variant_cost.labels(*labels).set(variant.cost_per_1k)
+    def set_variant_report(
+        self,
+        model: str,
+        variant: str,
+        quality: Mapping[str, float | None],
+        latency: Mapping[str, tuple[float, float]],
+        throughput: float,
+        cost_per_1k: float | None,
+    ) -> None:
+        """One variant's figures from its report: quality by metric, (p50, p99) seconds by batch ("1", "max")."""
+        labels = (model, variant)
+        for metric, value in quality.items():
+            if value is not None:
+                self.variant_quality.labels(*labels, metric).set(value)
+        for batch, (p50, p99) in latency.items():
+            self.variant_latency.labels(*labels, batch, "0.5").set(p50)
+            self.variant_latency.labels(*labels, batch, "0.99").set(p99)
+        self.variant_throughput.labels(*labels).set(throughput)
+        if cost_per_1k is not None:
+            self.variant_cost.labels(*labels).set(cost_per_1k)
 
-    def set_drift(self, model: str, variant: str, samples: int, scores: "list[DriftScore]") -> None:
+    def set_drift(self, model: str, variant: str, samples: int, scores: Iterable[DriftFigures]) -> None:
         self.drift_samples.labels(model, variant).set(samples)
         for score in scores:
             self.drift_psi.labels(model, variant, score.feature).set(score.psi)
@@ -539,16 +559,28 @@ class VariantMetrics:
         self._in_flight_gauge = metrics.requests_in_flight.labels(*labels)
         self._dropped = {reason: metrics.queue_dropped.labels(*labels, reason) for reason in DROP_REASONS}
         self._depth = 0
-        self.in_flight = 0  # requests received and not answered: the endpoint counts them up and down
-        self.dollars_per_compute_second = 0.0
-        self.on_gpu = False
+        self._in_flight = 0  # requests received and not answered
+        self._dollars_per_compute_second = 0.0
+        self._on_gpu = False
         self.stats = VariantStats()
 
     def flush(self) -> None:
         for series in self._deferred:
             series.flush()
         self._queue_depth_gauge.set(self._depth)
-        self._in_flight_gauge.set(self.in_flight)
+        self._in_flight_gauge.set(self._in_flight)
+
+    def request_received(self) -> None:
+        """A request's body has arrived: it is in flight until :meth:`observe_request`'s caller says it is done."""
+        self._in_flight += 1
+
+    def request_done(self) -> None:
+        self._in_flight -= 1
+
+    def set_pricing(self, on_gpu: bool, dollars_per_compute_second: float) -> None:
+        """Where the variant computes and what a second of it costs (set when it is loaded)."""
+        self._on_gpu = on_gpu
+        self._dollars_per_compute_second = dollars_per_compute_second
 
     def observe_request(self, outcome: str, seconds: float) -> None:
         self._requests[outcome].value += 1
@@ -574,8 +606,8 @@ class VariantMetrics:
         """One model call of ``samples`` for ``requests`` requests: compute time, cost, GPU time, statistics."""
         self._compute_duration.observe(seconds)
         self._inferences.value += samples
-        self._cost.value += seconds * self.dollars_per_compute_second
-        if self.on_gpu:
+        self._cost.value += seconds * self._dollars_per_compute_second
+        if self._on_gpu:
             self._gpu_busy.value += seconds
         stats = self.stats
         stats.inference_count += samples

@@ -11,11 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.repository.manifest import load_manifest
-from app.repository.registry import tensor_info
+from app.evaluation.quality import load_evaluation
 from app.runtimes.base import RuntimeOptions
-from app.runtimes.loader import load_runtime
-from app.variants.quality import load_evaluation
+from app.runtimes.loader import load_variant_runtime
+from app.schema.manifest import load_manifest
 
 
 def resident_bytes() -> int | None:
@@ -47,13 +46,7 @@ def main() -> None:
     largest = max(1, manifest.batching.max_batch_size)
     inputs = {key: array[:largest] for key, array in evaluation.inputs.items()}
     before = resident_bytes()
-    runtime = load_runtime(
-        spec.runtime,
-        folder / spec.file,
-        RuntimeOptions(),
-        [tensor_info(t) for t in manifest.inputs],
-        [tensor_info(t) for t in manifest.outputs],
-    )
+    runtime = load_variant_runtime(spec.runtime, folder / spec.file, RuntimeOptions(), manifest)
     runtime.infer(inputs, [tensor.name for tensor in manifest.outputs])
     after = resident_bytes()
     sys.stdout.write(json.dumps(None if before is None or after is None else max(0, after - before)) + "\n")

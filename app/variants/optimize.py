@@ -21,10 +21,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import yaml
 
-from app.monitoring.reference import write_reference
-from app.repository.manifest import MANIFEST_FILE, REFERENCE_FILE, ModelManifest, load_manifest
-from app.runtimes.base import RuntimeOptions
-from app.variants.quality import (
+from app.evaluation.quality import (
     EvaluationSet,
     Quality,
     depends_on_companions,
@@ -33,6 +30,9 @@ from app.variants.quality import (
     load_evaluation,
     measure,
 )
+from app.monitoring.reference import write_reference
+from app.runtimes.base import RuntimeOptions
+from app.schema.manifest import MANIFEST_FILE, REFERENCE_FILE, ModelManifest, load_manifest
 
 Kind = Literal["fp32-opt", "int8-dynamic", "int8-static", "fp16", "torchscript"]
 KINDS: tuple[Kind, ...] = get_args(Kind)

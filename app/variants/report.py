@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from app.repository.manifest import ModelManifest, VariantSpec
-from app.repository.registry import file_digest, tensor_info
+from app.evaluation.quality import EvaluationSet, Quality, load_evaluation, measure
+from app.repository.registry import file_digest
 from app.runtimes.base import Runtime, RuntimeOptions
-from app.runtimes.loader import load_runtime
+from app.runtimes.loader import load_variant_runtime
+from app.schema.manifest import ModelManifest, VariantSpec
 from app.variants.memory import variant_memory
-from app.variants.quality import EvaluationSet, Quality, load_evaluation, measure
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +190,7 @@ def _measure_variant(
 ) -> tuple[np.ndarray, Latency, Latency, int | None]:
     assert manifest.evaluation is not None
     output_name = manifest.evaluation.output
-    runtime = load_runtime(
-        spec.runtime,
-        folder / spec.file,
-        options,
-        [tensor_info(t) for t in manifest.inputs],
-        [tensor_info(t) for t in manifest.outputs],
-    )
+    runtime = load_variant_runtime(spec.runtime, folder / spec.file, options, manifest)
     try:
         largest = max(1, manifest.batching.max_batch_size)
         outputs = [

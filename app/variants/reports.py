@@ -50,7 +50,18 @@ class VariantReports:
                     build_report, folder, manifest, self.options, self.price_per_hour, ready, digests
                 )
                 self.store.put(report)
-            self.metrics.set_report(report)
+            for variant in report.variants:
+                self.metrics.set_variant_report(
+                    report.model,
+                    variant.name,
+                    {**variant.quality.model_dump(exclude={"samples"}), "quality_loss": variant.quality_loss},
+                    {
+                        "1": (variant.batch_1.p50_s, variant.batch_1.p99_s),
+                        "max": (variant.max_batch.p50_s, variant.max_batch.p99_s),
+                    },
+                    variant.throughput,
+                    variant.cost_per_1k,
+                )
         return report
 
     def latest(self, model: str) -> ModelReport | None:

@@ -10,9 +10,9 @@ import pytest
 
 from app.batching.batcher import DynamicBatcher
 from app.errors import ClientGone, ClientTimeout, ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, Unavailable
-from app.repository.manifest import BatchingSpec
 from app.runtimes.base import RuntimeOptions
 from app.runtimes.onnx import OnnxRuntime
+from app.schema.manifest import BatchingSpec
 from app.telemetry.metrics import Metrics
 from tests.helpers import MODELS, GatedRuntime, digits_images, minilm_tokens, run_in_own_loop
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from app.batching.batcher import DynamicBatcher
 from app.batching.pending import PendingRequest
 from app.errors import ClientGone, Overloaded, QueueTimeout
-from app.repository.manifest import BatchingSpec
 from app.runtimes.base import TensorInfo
+from app.schema.manifest import BatchingSpec
 from app.telemetry.metrics import Metrics
 from tests.helpers import run_in_own_loop
 

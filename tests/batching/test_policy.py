@@ -2,7 +2,7 @@ import pytest
 
 from app.batching.policy import client_owns_timeout, priority_level, queue_timeout
 from app.errors import InvalidRequest
-from app.repository.manifest import BatchingSpec
+from app.schema.manifest import BatchingSpec
 
 SPEC = BatchingSpec(priority_levels=3, default_timeout_ms=250)
 

@@ -12,9 +12,9 @@ import yaml
 
 from app.context import AppContext
 from app.errors import NotFound, Unavailable
+from app.evaluation.quality import macro_f1
 from app.monitoring.feedback import FeedbackLedger
 from app.monitoring.judged import MemoryJudged
-from app.variants.quality import macro_f1
 from tests.api.conftest import async_app
 from tests.helpers import MODELS, copy_model, digits_images
 

@@ -128,9 +128,8 @@ def test_cost_and_gpu_seconds_follow_compute_time_and_the_device():
 
     metrics = Metrics()
     on_cpu, on_gpu = metrics.for_variant("m", "cpu"), metrics.for_variant("m", "gpu")
-    on_cpu.dollars_per_compute_second = 1.0 / 3600  # $1/h machine
-    on_gpu.dollars_per_compute_second = 4.0 / 3600  # $1/h machine + $3/h GPU
-    on_gpu.on_gpu = True
+    on_cpu.set_pricing(False, 1.0 / 3600)  # $1/h machine
+    on_gpu.set_pricing(True, 4.0 / 3600)  # $1/h machine + $3/h GPU
     on_cpu.computed(samples=8, requests=4, seconds=36.0, input_s=0.0, output_s=0.0)
     on_gpu.computed(samples=8, requests=4, seconds=9.0, input_s=0.0, output_s=0.0)
     assert metrics.sample_value("servometer_cost_dollars_total", {"model": "m", "variant": "cpu"}) == pytest.approx(

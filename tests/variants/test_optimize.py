@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from app.repository.manifest import load_manifest
+from app.schema.manifest import load_manifest
 from app.variants.optimize import optimize
 from tests.helpers import copy_model
 

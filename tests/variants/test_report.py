@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from app.repository.manifest import load_manifest
 from app.runtimes.base import RuntimeOptions
+from app.schema.manifest import load_manifest
 from app.variants import report as report_module
 from app.variants.report import (
     BATCH_1_CALLS,
@@ -29,10 +29,10 @@ def digits(tmp_path, demo_models):
 
 def test_every_figure_comes_from_counted_timed_calls_of_each_variant(digits, monkeypatch):
     calls: dict[str, int] = {}
-    load = report_module.load_runtime  # type: ignore[attr-defined]
+    load = report_module.load_variant_runtime  # type: ignore[attr-defined]
 
-    def counting(kind, path, options, inputs, outputs):
-        runtime = load(kind, path, options, inputs, outputs)
+    def counting(kind, path, options, manifest):
+        runtime = load(kind, path, options, manifest)
         infer = runtime.infer
 
         def counted(feeds, names):
@@ -42,7 +42,7 @@ def test_every_figure_comes_from_counted_timed_calls_of_each_variant(digits, mon
         runtime.infer = counted  # type: ignore[method-assign]
         return runtime
 
-    monkeypatch.setattr(report_module, "load_runtime", counting)
+    monkeypatch.setattr(report_module, "load_variant_runtime", counting)
     report = build_report(digits, load_manifest(digits), RuntimeOptions(), 3.6, NAMES)
     assert [v.name for v in report.variants] == NAMES
     assert report.evaluation_samples == 360

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.repository.manifest import ManifestError, load_manifest
+from app.schema.manifest import ManifestError, load_manifest
 
 VALID = {
     "name": "m",

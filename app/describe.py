@@ -5,16 +5,18 @@ from collections.abc import Iterable
 
 from app.config import Settings
 from app.repository.registry import ModelEntry, VariantState
-from app.service import InferenceService
+from app.telemetry.metrics import CacheMetrics, Metrics
 
 
-def describe(entries: Iterable[ModelEntry], service: InferenceService, settings: Settings) -> None:
-    metrics = service.metrics
+def describe(
+    entries: Iterable[ModelEntry], metrics: Metrics, cache_metrics: CacheMetrics | None, settings: Settings
+) -> None:
+    """``cache_metrics`` None: no result cache."""
     metrics.set_prices(settings.price_per_hour, settings.gpu_price_per_hour)
     for entry in entries:
         if entry.manifest is not None:
-            if service.cache is not None and entry.manifest.cache.enabled:
-                service.cache.metrics.register_model(entry.name)
+            if cache_metrics is not None and entry.manifest.cache.enabled:
+                cache_metrics.register_model(entry.name)
             objectives = entry.manifest.objectives
             metrics.set_objectives(
                 entry.name,
@@ -40,7 +42,8 @@ def describe(entries: Iterable[ModelEntry], service: InferenceService, settings:
                 digest=variant.digest,
                 load_seconds=variant.load_seconds,
             )
-            bound = metrics.for_variant(variant.model_name, variant.name)
-            bound.on_gpu = device.startswith("cuda")
-            gpu = settings.gpu_price_per_hour if bound.on_gpu else 0.0
-            bound.dollars_per_compute_second = (settings.price_per_hour + gpu) / 3600
+            on_gpu = device.startswith("cuda")
+            gpu = settings.gpu_price_per_hour if on_gpu else 0.0
+            metrics.for_variant(variant.model_name, variant.name).set_pricing(
+                on_gpu, (settings.price_per_hour + gpu) / 3600
+            )

@@ -11,10 +11,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
-from app.repository.manifest import EvaluationSpec, ModelManifest
-from app.repository.registry import tensor_info
 from app.runtimes.base import RuntimeOptions
-from app.runtimes.loader import load_runtime
+from app.runtimes.loader import load_variant_runtime
+from app.schema.manifest import EvaluationSpec, ModelManifest
 
 
 class Quality(BaseModel):
@@ -122,9 +121,7 @@ def evaluated_output(
     """The evaluated output of the model file at ``path`` over the evaluation set (its first ``samples``), in
     model calls of ``batch`` samples."""
     assert manifest.evaluation is not None
-    loaded = load_runtime(
-        runtime, path, options, [tensor_info(t) for t in manifest.inputs], [tensor_info(t) for t in manifest.outputs]
-    )
+    loaded = load_variant_runtime(runtime, path, options, manifest)
     try:
         output = manifest.evaluation.output
         parts = [
