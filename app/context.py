@@ -7,7 +7,7 @@ from app.repository.registry import Registry
 from app.service import InferenceService
 from app.telemetry.gpu import GpuSampler
 from app.telemetry.metrics import Metrics
-from app.variants.reports import VariantReports
+from app.variants.latest_reports import VariantReports
 
 
 @dataclass(frozen=True)

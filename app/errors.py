@@ -1,6 +1,6 @@
 """Domain errors. Each carries the HTTP status it maps to and the outcome word metrics record.
 
-Raised anywhere below the API layer; ``app.api.errors`` turns them into ``{"error": ...}`` bodies.
+Raised anywhere below the API layer; ``app.api.error_responses`` turns them into ``{"error": ...}`` bodies.
 """
 
 from typing import ClassVar

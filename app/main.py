@@ -22,9 +22,9 @@ from app.api import router
 from app.api.bodies import buffered
 from app.api.connections import ConnectionLimits, fit_to_descriptors
 from app.api.docs import install_docs
-from app.api.errors import install_error_handlers
+from app.api.error_responses import install_error_handlers
 from app.api.infer import InferenceEndpoint, Message, Receive, Scope, Send, match_infer
-from app.api.metrics import serve_metrics_port
+from app.api.metrics_endpoint import serve_metrics_port
 from app.api.openapi import install_openapi
 from app.api.security import KeyCheck, refuse, with_security_headers
 from app.cache.setup import build_cache
@@ -32,6 +32,7 @@ from app.config import Settings
 from app.context import AppContext
 from app.describe import describe
 from app.errors import ServingError
+from app.monitoring.drift import evaluate_due
 from app.monitoring.feedback import FeedbackLedger
 from app.monitoring.judged import DirectoryJudged, JudgedIds, MemoryJudged, RedisJudged
 from app.repository.registry import Registry
@@ -43,7 +44,7 @@ from app.telemetry.gpu import GpuSampler, load_nvml
 from app.telemetry.loop_lag import LoopWatch
 from app.telemetry.metrics import Metrics
 from app.telemetry.request_ids import HEADER, REQUEST_ID, request_id_of
-from app.variants.reports import VariantReports
+from app.variants.latest_reports import VariantReports
 from app.workers import WorkerReadiness
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ async def _drift_every(service: InferenceService, tick_s: float) -> None:
     while True:
         await asyncio.sleep(tick_s)
         try:
-            await service.evaluate_drift(loop.time())
+            await evaluate_due(service.monitors, loop.time(), service.metrics)
         except Exception:  # a drift score is never a reason for serving to stop
             log.exception("computing drift scores failed")
 

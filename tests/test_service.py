@@ -14,7 +14,7 @@ from app.routing.shadow import Shadows
 from app.runtimes.base import RuntimeOptions
 from app.service import InferenceService
 from app.telemetry.metrics import Metrics
-from app.variants.reports import VariantReports
+from app.variants.latest_reports import VariantReports
 from tests.helpers import GatedRuntime, copy_model, digits_images
 
 

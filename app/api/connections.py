@@ -23,7 +23,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.api.errors import error_body
+from app.api.error_responses import error_body
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from app.api.bodies import read_body
-from app.api.errors import error_body
+from app.api.error_responses import error_body
 from app.api.security import SECURITY_HEADERS
 from app.context import AppContext
 from app.errors import InvalidRequest, ServingError, UnsupportedEncoding

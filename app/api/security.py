@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from enum import Enum
 from typing import Any
 
-from app.api.errors import error_body
+from app.api.error_responses import error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

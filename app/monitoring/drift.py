@@ -1,10 +1,11 @@
 """Input and prediction drift of one variant: a random sample of its requests, kept in a sliding window, compared
 with the reference statistics off the request path.
 
-The request path only decides (one random number) and appends references to arrays it already has; binning,
+The request path only decides (one random number) and appends copies of the sampled arrays; binning,
 the population stability index and the two-sample test run every ``interval_s`` in a worker thread.
 """
 
+import asyncio
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import numpy as np
 
 from app.monitoring.reference import Distribution, ReferenceStats, summarise
 from app.monitoring.statistics import ks_two_sample, psi, shares
+from app.telemetry.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,16 @@ class DriftScore:
     psi: float
     ks_statistic: float
     ks_pvalue: float
+
+
+async def evaluate_due(monitors: dict[tuple[str, str], "DriftMonitor"], now: float, metrics: Metrics) -> None:
+    """Recompute the drift scores of every monitor whose interval has passed (in a worker thread)."""
+    for (model, variant), monitor in list(monitors.items()):
+        if now - monitor.scored_at < monitor.interval_s:
+            continue
+        monitor.scored_at = now
+        scores = await asyncio.to_thread(monitor.scores)
+        metrics.set_drift(model, variant, monitor.samples, scores)
 
 
 class DriftMonitor:

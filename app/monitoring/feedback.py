@@ -54,6 +54,16 @@ class FeedbackLedger:
         ).encode()
         return _b64(payload) + "." + _b64(self._mac(payload))
 
+    def issue_for(self, model: str, variant: str, classifier: bool, scored: np.ndarray, ttl_s: float) -> str:
+        """One id per sample of an answer, comma-separated in the samples' order: feedback judges each on its own.
+        A classifier's ids carry each sample's top-1 class from ``scored``."""
+        samples = len(scored)
+        if classifier:
+            predictions: list[int | None] = [int(c) for c in scored.reshape(samples, -1).argmax(axis=1)]
+        else:
+            predictions = [None] * samples
+        return ",".join(self.issue(model, variant, predicted, ttl_s) for predicted in predictions)
+
     async def record(
         self, model: str, response_id: str, label: int | None, relevant: bool | None, window: int
     ) -> Answer:

@@ -15,7 +15,7 @@ import random
 
 from app.repository.registry import ModelEntry, VariantState
 from app.schema.manifest import ModelManifest, RoutingSpec
-from app.variants.reports import VariantReports
+from app.variants.latest_reports import VariantReports
 
 ROUTING_KEY_HEADER = "servometer-routing-key"
 

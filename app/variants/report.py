@@ -22,7 +22,7 @@ from app.repository.registry import file_digest
 from app.runtimes.base import Runtime, RuntimeOptions
 from app.runtimes.loader import load_variant_runtime
 from app.schema.manifest import ModelManifest, VariantSpec
-from app.variants.memory import variant_memory
+from app.variants.memory_probe import variant_memory
 
 log = logging.getLogger(__name__)
 

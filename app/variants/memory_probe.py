@@ -1,7 +1,7 @@
 """How much memory a variant takes: measured in a fresh process, since inside a long-lived one freed memory is
 reused and a variant loaded after another would read low.
 
-``python -m app.variants.memory FOLDER VARIANT`` loads the variant, runs one batch of the evaluation data at the
+``python -m app.variants.memory_probe FOLDER VARIANT`` loads the variant, runs one batch of the evaluation data at the
 largest batch size, and prints the growth of its resident memory in bytes.
 """
 
@@ -29,7 +29,7 @@ def resident_bytes() -> int | None:
 def variant_memory(folder: Path, variant: str, timeout_s: float = 120) -> int | None:
     """The variant's resident-memory growth, measured by a child process; None if it cannot be measured."""
     result = subprocess.run(
-        [sys.executable, "-m", "app.variants.memory", str(folder), variant],
+        [sys.executable, "-m", "app.variants.memory_probe", str(folder), variant],
         capture_output=True, text=True, timeout=timeout_s, check=False,
     )  # fmt: skip
     if result.returncode != 0:

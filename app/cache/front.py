@@ -1,0 +1,51 @@
+"""The result cache in front of a model: a hit answers at once; on a miss, identical requests arriving together
+share one computation (single flight), whose answer is stored once. The cache's own bookkeeping (lookups timed,
+bypasses and coalesced requests counted) lives here with it."""
+
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from app.cache.cache import ResultCache
+from app.cache.single_flight import SingleFlight
+from app.errors import InvalidRequest, ModelFailed
+from app.telemetry.metrics import VariantMetrics
+
+# Errors an identical request would get too, so single-flight followers share them; any other failure of the
+# leader (its client left, its queue timeout) is its own, and a follower computes for itself.
+_SHARED_ERRORS = (ModelFailed, InvalidRequest)
+
+Outputs = dict[str, np.ndarray]
+
+
+class CacheFront:
+    def __init__(self, cache: ResultCache) -> None:
+        self.cache = cache
+        self._flights = SingleFlight()
+
+    def bypassed(self, model: str) -> None:
+        """A request asked not to use the cache (``Cache-Control: no-cache`` or ``cache: false``)."""
+        self.cache.metrics.lookup(model, "bypass")
+
+    async def answer(
+        self,
+        model: str,
+        key: str,
+        digest: str,
+        ttl_s: float,
+        lookups: VariantMetrics,
+        compute: Callable[[], Awaitable[Outputs]],
+    ) -> tuple[Outputs, str]:
+        """The outputs for ``key`` and whether they were a ``hit`` or a ``miss``."""
+        started = time.perf_counter()
+        cached = await self.cache.get(model, key, digest)
+        lookups.cache_lookup(cached is not None, time.perf_counter() - started)
+        if cached is not None:
+            return cached, "hit"
+        produced, shared = await self._flights.run(key, compute, _SHARED_ERRORS)
+        if shared:
+            self.cache.metrics.coalesced(model)
+        else:
+            self.cache.put(key, digest, produced, ttl_s)
+        return produced, "miss"
