@@ -5,7 +5,8 @@ from collections.abc import Iterable
 
 from app.config import Settings
 from app.repository.registry import ModelEntry, VariantState
-from app.telemetry.metrics import CacheMetrics, Metrics
+from app.telemetry.metrics import Metrics
+from app.telemetry.views import CacheMetrics
 
 
 def describe(

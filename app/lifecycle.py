@@ -14,7 +14,8 @@ from app.repository.registry import ModelEntry, Registry, VariantState
 from app.repository.warmup import warmup_inputs
 from app.routing.shadow import Shadows
 from app.schema.manifest import REFERENCE_FILE
-from app.telemetry.metrics import Metrics, VariantMetrics
+from app.telemetry.metrics import Metrics
+from app.telemetry.views import VariantMetrics
 from app.validation import RequestCheck
 from app.workers import WorkerReadiness
 

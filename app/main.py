@@ -33,8 +33,8 @@ from app.context import AppContext
 from app.describe import describe
 from app.errors import ServingError
 from app.monitoring.drift import evaluate_due
-from app.monitoring.feedback import FeedbackLedger
 from app.monitoring.judged import DirectoryJudged, JudgedIds, MemoryJudged, RedisJudged
+from app.monitoring.ledger import FeedbackLedger
 from app.repository.registry import Registry
 from app.routing.router import Router
 from app.routing.shadow import Shadows

@@ -12,7 +12,7 @@ from app.cache.front import CacheFront
 from app.cache.key import cache_key
 from app.errors import ClientGone, InvalidRequest, Unavailable
 from app.lifecycle import Serving, ServingLifecycle
-from app.monitoring.feedback import FeedbackLedger
+from app.monitoring.ledger import FeedbackLedger
 from app.protocol.codec import DecodedRequest, wants_binary
 from app.repository.registry import Registry, Variant
 from app.routing.router import Router

@@ -7,7 +7,7 @@ statistics update becomes a no-op. Not for serving: /metrics then shows no per-r
 from typing import Any
 
 from app.cli import main
-from app.telemetry.metrics import VariantMetrics
+from app.telemetry.views import VariantMetrics
 
 
 def _nothing(*_: Any, **__: Any) -> None:

@@ -16,53 +16,21 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
+from app.batching.calls import Batch, Job, Part, Stuck, concatenate, distribute, fail, request_ids, timed_infer
+from app.batching.forming import collect, dispatch_reason, trim
 from app.batching.pending import PendingRequest, signature_of
 from app.errors import ClientTimeout, ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, ServingError, Unavailable
 from app.runtimes.base import Runtime
 from app.schema.manifest import BatchingSpec
-from app.telemetry.metrics import VariantMetrics
 from app.telemetry.request_ids import REQUEST_ID
+from app.telemetry.views import VariantMetrics
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = "1"
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    members: list[PendingRequest]
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    """A batch ready for its model call: the live members and their inputs joined."""
-
-    members: list[PendingRequest]
-    samples: int
-    inputs: dict[str, np.ndarray]
-    outputs: tuple[str, ...]
-    input_s: float
-    """Time spent joining the members' inputs."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """Members of a batch answered by one model call: its outputs and seconds, or how it failed."""
-
-    members: list[PendingRequest]
-    samples: int
-    outcome: tuple[dict[str, np.ndarray], float] | Exception
-    input_s: float
-    """Time spent joining the members' inputs for the call."""
-
-
-class _Stuck(Exception):
-    """A model call ran past ``compute_timeout_ms``: its requests are answered, its instance stays busy."""
 
 
 class DynamicBatcher:
@@ -230,8 +198,8 @@ class DynamicBatcher:
                 if wait > 0:
                     await self._wait_for_arrival(wait)
                     continue
-            members, samples = self._collect(head)
-            reason = self._reason(samples)
+            members, samples = collect(head, self._live(), self._max_samples)
+            reason = dispatch_reason(samples, self._max_samples, self._preferred)
             if reason is None:
                 wait = self._worth_waiting(head)
                 if wait > 0 and not self._closing:
@@ -239,7 +207,7 @@ class DynamicBatcher:
                     continue
                 reason = "delay" if head.enqueued_at + self._delay <= self._loop.time() else "idle"
             elif reason == "preferred":
-                members = self._trim(members, samples)
+                members = trim(members, samples, self._preferred)
             for member in members:
                 self._unqueue(member)
             return Batch(members, reason)
@@ -275,47 +243,7 @@ class DynamicBatcher:
                 if pending.queued:
                     yield pending
 
-    def _collect(self, head: PendingRequest) -> tuple[list[PendingRequest], int]:
-        """Requests that can share a call with ``head``, in order, until the next one would overflow it."""
-        if not self._max_samples:
-            return [head], head.samples
-        members: list[PendingRequest] = []
-        samples = 0
-        for pending in self._live():
-            if pending.signature != head.signature:
-                continue
-            if members and samples + pending.samples > self._max_samples:
-                break
-            members.append(pending)
-            samples += pending.samples
-            if samples == self._max_samples:
-                break
-        return members, samples
-
-    def _reason(self, samples: int) -> str | None:
-        if not self._max_samples or samples >= self._max_samples:
-            return "full"
-        if self._preferred and samples >= self._preferred[-1]:
-            return "preferred"
-        return None
-
-    def _trim(self, members: list[PendingRequest], samples: int) -> list[PendingRequest]:
-        """The longest prefix of ``members`` that stays within the largest preferred size reachable.
-
-        Never empty: a head request bigger than that size (17 samples with preferred sizes 16, 32) goes alone,
-        since a request is never split. An empty batch would leave the queue as it was, and the dispatch loop
-        would form it again without ever awaiting: the whole event loop would stop.
-        """
-        target = next(size for size in self._preferred if size <= samples)
-        kept, total = [members[0]], members[0].samples
-        for member in members[1:]:
-            if total + member.samples > target:
-                break
-            kept.append(member)
-            total += member.samples
-        return kept
-
-    def _prepare(self, batch: Batch) -> _Job | None:
+    def _prepare(self, batch: Batch) -> Job | None:
         members = [member for member in batch.members if not member.future.done()]
         if not members:
             return None
@@ -324,16 +252,16 @@ class DynamicBatcher:
         self._metrics.dispatched(batch.reason, samples, [now - member.enqueued_at for member in members])
         outputs = tuple(dict.fromkeys(name for member in members for name in member.outputs))
         started = time.perf_counter()
-        inputs = _concatenate(members)
-        return _Job(members, samples, inputs, outputs, time.perf_counter() - started)
+        inputs = concatenate(members)
+        return Job(members, samples, inputs, outputs, time.perf_counter() - started)
 
-    def _runs_inline(self, job: _Job) -> bool:
+    def _runs_inline(self, job: Job) -> bool:
         """Whether the call is predicted shorter than handing it to a thread would cost."""
         return self._per_sample is not None and self._per_sample * job.samples < self._inline_below
 
-    def _execute_inline(self, job: _Job) -> None:
+    def _execute_inline(self, job: Job) -> None:
         try:
-            outcome: tuple[dict[str, np.ndarray], float] | Exception = _timed_infer(
+            outcome: tuple[dict[str, np.ndarray], float] | Exception = timed_infer(
                 self._runtime, job.inputs, job.outputs
             )
         except Exception as exc:
@@ -345,75 +273,75 @@ class DynamicBatcher:
             task.add_done_callback(self._inflight.discard)
             return
         self._release()
-        self._answer([_Part(job.members, job.samples, outcome, job.input_s)])
+        self._answer([Part(job.members, job.samples, outcome, job.input_s)])
 
-    async def _execute(self, job: _Job) -> None:
+    async def _execute(self, job: Job) -> None:
         try:
             outcome = await self._call(job.inputs, job.outputs, job.members)
-        except _Stuck:
+        except Stuck:
             return
         except asyncio.CancelledError:  # shutdown gave up on a model that would not finish
             self._release()
-            _fail(job.members, Unavailable(f"{self.label} shut down while this request was computing"))
+            fail(job.members, Unavailable(f"{self.label} shut down while this request was computing"))
             raise
         if isinstance(outcome, Exception) and len(job.members) > 1:
             await self._isolate(job, outcome)
             return
         self._release()
-        self._answer([_Part(job.members, job.samples, outcome, job.input_s)])
+        self._answer([Part(job.members, job.samples, outcome, job.input_s)])
 
-    async def _isolate(self, job: _Job, failure: Exception) -> None:
+    async def _isolate(self, job: Job, failure: Exception) -> None:
         """The batch's call failed: split it in halves and retry each, down to the requests that fail on their
         own, so one bad request does not fail its companions. Each request takes part in at most log2(requests)
         extra calls, each under the model's ``compute_timeout_ms`` of its own. The instance stays taken meanwhile."""
         log.warning("%s failed on a batch of %d requests (%s); retrying it in halves to find the failing ones%s",
-                    self.label, len(job.members), failure, _requests(job.members))  # fmt: skip
-        parts: list[_Part] = []
+                    self.label, len(job.members), failure, request_ids(job.members))  # fmt: skip
+        parts: list[Part] = []
         try:
             await self._bisect(job.members, job.outputs, parts)
-        except _Stuck:  # a retry ran past compute_timeout_ms: what it had not reached is answered the same
+        except Stuck:  # a retry ran past compute_timeout_ms: what it had not reached is answered the same
             self._answer(parts)
             answered = {id(member) for part in parts for member in part.members}
-            _fail([m for m in job.members if id(m) not in answered], self._compute_timeout_error())
+            fail([m for m in job.members if id(m) not in answered], self._compute_timeout_error())
             return
         except asyncio.CancelledError:
             self._release()
             self._answer(parts)
-            _fail(job.members, Unavailable(f"{self.label} shut down while this request was computing"))
+            fail(job.members, Unavailable(f"{self.label} shut down while this request was computing"))
             raise
         self._release()
         self._answer(parts)
 
-    async def _bisect(self, members: list[PendingRequest], outputs: tuple[str, ...], parts: list[_Part]) -> None:
+    async def _bisect(self, members: list[PendingRequest], outputs: tuple[str, ...], parts: list[Part]) -> None:
         middle = len(members) // 2
         for group in (members[:middle], members[middle:]):
             started = time.perf_counter()
-            inputs = _concatenate(group)
+            inputs = concatenate(group)
             input_s = time.perf_counter() - started
             outcome = await self._call(inputs, outputs, group)
             if isinstance(outcome, Exception) and len(group) > 1:
                 await self._bisect(group, outputs, parts)
             else:
-                parts.append(_Part(group, sum(member.samples for member in group), outcome, input_s))
+                parts.append(Part(group, sum(member.samples for member in group), outcome, input_s))
 
     async def _call(
         self, inputs: dict[str, np.ndarray], outputs: tuple[str, ...], members: list[PendingRequest]
     ) -> tuple[dict[str, np.ndarray], float] | Exception:
         """One model call on the variant's thread: its outputs and seconds, or what it raised. Raises
-        :class:`_Stuck` when it runs past ``compute_timeout_ms`` (its members are failed 504, and the instance is
+        :class:`Stuck` when it runs past ``compute_timeout_ms`` (its members are failed 504, and the instance is
         freed only when the call returns)."""
-        call = self._loop.run_in_executor(self._executor, _timed_infer, self._runtime, inputs, outputs)
+        call = self._loop.run_in_executor(self._executor, timed_infer, self._runtime, inputs, outputs)
         try:
             if self._compute_timeout:
                 return await asyncio.wait_for(asyncio.shield(call), self._compute_timeout)
             return await call
         except TimeoutError:
-            _fail(members, self._compute_timeout_error())
+            fail(members, self._compute_timeout_error())
             samples = sum(member.samples for member in members)
             log.error("%s: a call on %d samples ran past %g ms; its instance is busy until it returns%s", self.label,
-                      samples, self._compute_timeout * 1000, _requests(members))  # fmt: skip
+                      samples, self._compute_timeout * 1000, request_ids(members))  # fmt: skip
             call.add_done_callback(lambda _: self._release())
-            raise _Stuck from None
+            raise Stuck from None
         except Exception as exc:
             return exc
 
@@ -425,31 +353,31 @@ class DynamicBatcher:
         self._busy -= 1
         self._slots.release()
 
-    def _answer(self, parts: list[_Part]) -> None:
+    def _answer(self, parts: list[Part]) -> None:
         """Answer every member of ``parts`` with its rows or its failure; the first failure's traceback is logged,
         the others in a line each."""
         traced = False
         for part in parts:
             if isinstance(part.outcome, ServingError):
-                _fail(part.members, part.outcome)
+                fail(part.members, part.outcome)
             elif isinstance(part.outcome, Exception):
                 self._failed(part, part.outcome, traced=traced)
                 traced = True
             else:
                 self._finish(part, *part.outcome)
 
-    def _failed(self, part: _Part, exc: Exception, traced: bool) -> None:
-        members = _requests(part.members)
+    def _failed(self, part: Part, exc: Exception, traced: bool) -> None:
+        members = request_ids(part.members)
         log.error("%s failed on a call of %d samples%s: %s", self.label, part.samples, members, exc,
                   exc_info=None if traced else exc)  # fmt: skip
         # The model's own message stays in the log: it names the runtime's source files, nothing a client can use.
-        _fail(part.members, ModelFailed(f"{self.label} failed on this request (the server's log has the error)"))
+        fail(part.members, ModelFailed(f"{self.label} failed on this request (the server's log has the error)"))
 
-    def _finish(self, part: _Part, produced: dict[str, np.ndarray], seconds: float) -> None:
+    def _finish(self, part: Part, produced: dict[str, np.ndarray], seconds: float) -> None:
         per_sample = seconds / part.samples
         self._per_sample = per_sample if self._per_sample is None else 0.8 * self._per_sample + 0.2 * per_sample
         started = time.perf_counter()
-        _distribute(part.members, produced, part.samples, self.label)
+        distribute(part.members, produced, part.samples, self.label)
         output_s = time.perf_counter() - started
         self._metrics.computed(part.samples, len(part.members), seconds, part.input_s, output_s)
 
@@ -465,43 +393,3 @@ class DynamicBatcher:
         for pending in list(self._live()):
             self.drop(pending, Unavailable(f"{self.label} shut down before this request ran"), "shutdown")
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _timed_infer(
-    runtime: Runtime, inputs: dict[str, np.ndarray], outputs: tuple[str, ...]
-) -> tuple[dict[str, np.ndarray], float]:
-    started = time.perf_counter()
-    produced = runtime.infer(inputs, outputs)
-    return produced, time.perf_counter() - started
-
-
-def _concatenate(members: list[PendingRequest]) -> dict[str, np.ndarray]:
-    if len(members) == 1:
-        return members[0].inputs
-    return {name: np.concatenate([member.inputs[name] for member in members]) for name in members[0].inputs}
-
-
-def _distribute(members: list[PendingRequest], produced: dict[str, np.ndarray], samples: int, label: str) -> None:
-    """Split each output along the batch dimension back to the requests, in order."""
-    wrong = {name: array.shape for name, array in produced.items() if array.ndim == 0 or array.shape[0] != samples}
-    if wrong:
-        _fail(members, ModelFailed(f"{label} returned outputs {wrong} for a batch of {samples}"))
-        return
-    start = 0
-    for member in members:
-        end = start + member.samples
-        if not member.future.done():
-            member.future.set_result({name: produced[name][start:end] for name in member.outputs})
-        start = end
-
-
-def _fail(members: list[PendingRequest], error: ServingError) -> None:
-    for member in members:
-        if not member.future.done():
-            member.future.set_exception(error)
-
-
-def _requests(members: list[PendingRequest]) -> str:
-    """The X-Request-Ids of a batch's requests, for its log lines."""
-    ids = [member.request_id for member in members if member.request_id is not None]
-    return f" (requests {', '.join(ids)})" if ids else ""

@@ -14,7 +14,7 @@ import numpy as np
 from app.cache.backend import CacheBackend
 from app.cache.breaker import CircuitBreaker
 from app.cache.key import CorruptEntry, decode_entry, encode_entry
-from app.telemetry.metrics import CacheMetrics
+from app.telemetry.views import CacheMetrics
 
 log = logging.getLogger(__name__)
 

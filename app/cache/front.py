@@ -10,7 +10,7 @@ import numpy as np
 from app.cache.cache import ResultCache
 from app.cache.single_flight import SingleFlight
 from app.errors import InvalidRequest, ModelFailed
-from app.telemetry.metrics import VariantMetrics
+from app.telemetry.views import VariantMetrics
 
 # Errors an identical request would get too, so single-flight followers share them; any other failure of the
 # leader (its client left, its queue timeout) is its own, and a follower computes for itself.

@@ -13,8 +13,8 @@ import yaml
 from app.context import AppContext
 from app.errors import NotFound, Unavailable
 from app.evaluation.quality import macro_f1
-from app.monitoring.feedback import FeedbackLedger
 from app.monitoring.judged import MemoryJudged
+from app.monitoring.ledger import FeedbackLedger
 from tests.api.conftest import async_app
 from tests.helpers import MODELS, copy_model, digits_images
 
@@ -213,7 +213,7 @@ async def test_a_judged_id_is_remembered_until_it_expires_and_a_full_ledger_refu
 
 
 def test_processes_sharing_a_secret_issue_distinct_ids_for_the_same_answer_at_the_same_moment(monkeypatch):
-    monkeypatch.setattr("app.monitoring.feedback.time.time", lambda: 1_800_000_000.0)
+    monkeypatch.setattr("app.monitoring.ledger.time.time", lambda: 1_800_000_000.0)
     secret = b"a-secret-shared-by-every-replica"
     first, second = FeedbackLedger(secret), FeedbackLedger(secret)
     assert first.issue("digits", "fp32", 3, 60.0) != second.issue("digits", "fp32", 3, 60.0)
