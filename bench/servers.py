@@ -3,14 +3,13 @@
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import yaml
+
+from tests.processes import running
 
 SERVER_CPU = "0"
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,31 +43,18 @@ def repository_without_batching(source: Path, target: Path) -> Path:
 def started(
     command: list[str], port: int, ready_path: str, log: Path, env: dict[str, str] | None = None
 ) -> Iterator[str]:
-    env = {**os.environ, **ONE_THREAD, **(env or {})}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *command], stdout=output, stderr=subprocess.STDOUT, env=env
-        )
+    """``command`` pinned to the server's core, one runtime thread, ready once ``ready_path`` answers below 500."""
     address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[0]} exited with {process.returncode}: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://{address}{ready_path}", timeout=2).status_code < 500:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command[0]} did not become ready: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    with running(
+        ["taskset", "-c", SERVER_CPU, *command],
+        log,
+        f"http://{address}{ready_path}",
+        env={**ONE_THREAD, **(env or {})},
+        ready=lambda status: status < 500,
+        start_timeout_s=120,
+        stop_timeout_s=30,
+    ):
         yield address
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def servometer(

@@ -4,14 +4,12 @@ import asyncio
 import contextlib
 import ctypes
 import functools
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +19,7 @@ import numpy as np
 
 from app.runtimes.base import Runtime, TensorInfo
 from app.schema.manifest import load_manifest
+from tests.processes import running, wait_until_ready
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,32 +47,14 @@ def server_process(
     as soon as it is started."""
     port = free_port()
     command = [sys.executable, "-m", "app", "serve", "--port", str(port), "--models", str(models), "--no-build", *args]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     address = f"127.0.0.1:{port}"
-    try:
-        if wait:
-            wait_ready(address, process, log)
+    ready = f"http://{address}/v2/health/ready" if wait else None
+    with running(command, log, ready, env=env, start_timeout_s=90, stop_signal=signal.SIGINT) as process:
         yield process, address
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def wait_ready(address: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://{address}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"server not ready after {timeout}s:\n{log.read_text()}")
+    wait_until_ready(process, f"http://{address}/v2/health/ready", log, timeout)
 
 
 def copy_model(name: str, destination: Path) -> Path:

@@ -9,13 +9,11 @@ from app.errors import Unavailable
 from app.protocol.datatypes import triton_type
 from app.protocol.schemas import ModelMetadata, TensorMetadata
 from app.repository.registry import Variant, VariantState
+from app.runtimes.base import BACKENDS, PLATFORMS
 from app.schema.manifest import TensorSpec
 
 router = APIRouter(tags=["models"])
 # NOTE: the stats routes come first: "/v2/models/stats" would otherwise match "/v2/models/{model}".
-
-_PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
-_BACKENDS = {"onnx": "onnxruntime", "torchscript": "pytorch"}
 
 
 @router.get("/v2/models/stats", summary="Statistics of every variant (Triton's statistics extension)")
@@ -45,7 +43,7 @@ async def model_metadata(context: ContextDep, model: str, version: str | None = 
     return ModelMetadata(
         name=variant.model_name,
         versions=versions,
-        platform=_PLATFORMS[variant.spec.runtime],
+        platform=PLATFORMS[variant.spec.runtime],
         inputs=[_tensor(spec) for spec in variant.manifest.inputs],
         outputs=[_tensor(spec) for spec in variant.manifest.outputs],
     )
@@ -87,8 +85,8 @@ def triton_config(variant: Variant, cache_on: bool) -> dict[str, Any]:
 
     config: dict[str, Any] = {
         "name": manifest.name,
-        "platform": _PLATFORMS[variant.spec.runtime],
-        "backend": _BACKENDS[variant.spec.runtime],
+        "platform": PLATFORMS[variant.spec.runtime],
+        "backend": BACKENDS[variant.spec.runtime],
         "version_policy": {"specific": {"versions": [variant.version]}},
         "max_batch_size": max_batch,
         "input": tensors(manifest.inputs),

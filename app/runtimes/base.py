@@ -8,6 +8,12 @@ import numpy as np
 
 from app.config import Settings
 
+PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
+"""Triton's platform name of each runtime, known before (or without) loading a file: metadata of a variant that
+did not load still names it. The runtimes' own ``platform`` attributes are these values."""
+BACKENDS = {"onnx": "onnxruntime", "torchscript": "pytorch"}
+"""Triton's backend name of each runtime (model configuration)."""
+
 
 class RuntimeLoadError(Exception):
     """A variant's file cannot be served; the message says why (shown by readiness and metadata)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from app.runtimes.base import RuntimeLoadError, RuntimeOptions, TensorInfo
+from app.runtimes.base import PLATFORMS, RuntimeLoadError, RuntimeOptions, TensorInfo
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def conflicting_packages(installed: Sequence[str]) -> str | None:
 
 
 class OnnxRuntime:
-    platform = "onnxruntime_onnx"
+    platform = PLATFORMS["onnx"]
 
     def __init__(self, path: Path, options: RuntimeOptions) -> None:
         try:

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from app.runtimes.base import RuntimeLoadError, RuntimeOptions, TensorInfo
+from app.runtimes.base import PLATFORMS, RuntimeLoadError, RuntimeOptions, TensorInfo
 
 
 class TorchScriptRuntime:
-    platform = "pytorch_libtorch"
+    platform = PLATFORMS["torchscript"]
 
     def __init__(self, path: Path, options: RuntimeOptions, inputs: list[TensorInfo], outputs: list[TensorInfo]):
         try:

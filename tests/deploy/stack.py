@@ -10,9 +10,7 @@ import contextlib
 import json
 import re
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import yaml
 from onnx import TensorProto, helper
 
 from tests.helpers import ROOT, free_port
+from tests.processes import running
 
 DEPLOY = ROOT / "deploy"
 TIME_COMPRESSION = 30
@@ -123,28 +122,8 @@ class WebhookReceiver:
 
 @contextlib.contextmanager
 def _process(command: list[str], address: str, ready_path: str, log: Path, ready_any: bool = False) -> Iterator[str]:
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                status = httpx.get(f"http://{address}{ready_path}", timeout=1).status_code
-                if status == 200 or ready_any:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command[0]} not ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+    with running(command, log, f"http://{address}{ready_path}", ready=lambda status: ready_any or status == 200):
         yield address
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def alertmanager(directory: Path, webhook_url: str) -> contextlib.AbstractContextManager[str]:
