@@ -19,6 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PORT = 8231
 
 
+def _link_built_files(built: Path, repository: Path) -> None:
+    """The checkout's built model files (ignored by git) into the revision's repository, beside its own model.yaml:
+    the same weights, described the way that revision reads them."""
+    for folder in (path.parent for path in built.glob("*/model.yaml")):
+        target = repository / folder.name
+        if not target.is_dir():
+            continue
+        for item in folder.iterdir():
+            if item.is_file() and not (target / item.name).exists():
+                (target / item.name).hardlink_to(item)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("revision", help="the git revision to compare the checkout with")
@@ -30,19 +42,23 @@ def main() -> None:
         other = Path(scratch) / "other"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", str(other), args.revision], check=True)
         try:
+            _link_built_files(payloads.MODELS, other / "models")
             trees = [(args.revision, other), ("checkout", ROOT)]
             for round_ in range(3):
                 for label, tree in trees if round_ % 2 == 0 else trees[::-1]:
                     # Run from the tree, so `python -m app` imports that tree's code.
                     command = ["/usr/bin/env", "-C", str(tree), sys.executable, "-m", "app", "serve", "--no-build",
-                               "--models", str(payloads.MODELS), "--port", str(PORT)]  # fmt: skip
+                               "--models", str(tree / "models"), "--port", str(PORT)]  # fmt: skip
                     log = Path(scratch) / f"{label}.log"
                     with servers.started(command, PORT, "/v2/health/ready", log, servers.NO_CACHE) as address:
                         url = f"http://{address}/v2/models/digits/infer"
                         for tensors, (body, header_length) in bodies.items():
                             for concurrency in (1, 64):
                                 loadgen.wrk(url, body, header_length, concurrency, 2)
-                                rate = loadgen.wrk(url, body, header_length, concurrency, args.seconds).requests_per_s
+                                measured = loadgen.wrk(url, body, header_length, concurrency, args.seconds)
+                                if measured.errors:  # a model the revision could not load answers fast, and wrong
+                                    raise RuntimeError(f"{label}: {measured.errors} errors; see {log}")
+                                rate = measured.requests_per_s
                                 rates.setdefault((label, tensors, concurrency), []).append(rate)
                                 print(f"[{time.strftime('%H:%M:%S')}] {label} {tensors} c={concurrency}: {rate:.0f}",
                                       flush=True)  # fmt: skip
