@@ -15,6 +15,7 @@ Enforced inside the process, so one process serves HTTP (and later gRPC) without
 """
 
 import asyncio
+import contextlib
 import logging
 import resource
 from collections.abc import Callable
@@ -45,11 +46,10 @@ def fit_to_descriptors(max_connections: int) -> int:
     wanted = max_connections + _RESERVED_DESCRIPTORS
     if soft != resource.RLIM_INFINITY and soft < wanted:
         raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        try:
+        # Not allowed to (a container's seccomp profile, say): the cap is lowered below instead.
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
             soft = raised
-        except (ValueError, OSError):
-            pass
     if soft != resource.RLIM_INFINITY and soft < wanted:
         fitted = max(1, soft - _RESERVED_DESCRIPTORS)
         log.warning("max_connections lowered from %d to %d: the open-file limit is %d", max_connections, fitted, soft)

@@ -6,6 +6,7 @@ workers of one ``serve`` share, else in the process. An id is remembered until i
 after that); forgetting one earlier would let it be judged again.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -92,11 +93,9 @@ class DirectoryJudged:
     def _sweep(self) -> None:
         now = time.time()
         for entry in os.scandir(self._directory):
-            try:
+            with contextlib.suppress(FileNotFoundError):  # another worker swept it first
                 if entry.stat().st_mtime < now:
                     os.unlink(entry.path)
-            except FileNotFoundError:  # another worker swept it first
-                pass
         self._count = len(os.listdir(self._directory))
 
     async def close(self) -> None:
