@@ -5,6 +5,7 @@ from collections.abc import Iterable
 
 from app.config import Settings
 from app.repository.registry import ModelEntry, VariantState
+from app.runtimes.cpus import read_allowance
 from app.telemetry.metrics import Metrics
 from app.telemetry.views import CacheMetrics
 
@@ -14,6 +15,7 @@ def describe(
 ) -> None:
     """``cache_metrics`` None: no result cache."""
     metrics.set_prices(settings.price_per_hour, settings.gpu_price_per_hour)
+    metrics.cpus_allowed.set(read_allowance().cpus)
     for entry in entries:
         if entry.manifest is not None:
             if cache_metrics is not None and entry.manifest.cache.enabled:
@@ -42,6 +44,7 @@ def describe(
                 device=device,
                 digest=variant.digest,
                 load_seconds=variant.load_seconds,
+                threads=runtime.threads,
             )
             on_gpu = device.startswith("cuda")
             gpu = settings.gpu_price_per_hour if on_gpu else 0.0

@@ -52,12 +52,11 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    options = runtime_options(settings)
-    registry = Registry(settings.models, options)
+    registry = Registry(settings.models, runtime_options(settings))
     metrics = Metrics(settings.latency_buckets)
     cache = build_cache(settings, metrics)
     reports = VariantReports(
-        registry, metrics, options, settings.price_per_hour, settings.report_dir or settings.models / ".reports"
+        registry, metrics, settings.price_per_hour, settings.report_dir or settings.models / ".reports"
     )
     workers = WorkerReadiness(settings.worker_dir, settings.workers)
     secret = settings.feedback_secret.encode() if settings.feedback_secret else None

@@ -133,6 +133,7 @@ class GatedRuntime:
         self.inner = inner
         self.platform = inner.platform
         self.device = inner.device
+        self.threads = inner.threads
         self.calls: list[dict[str, np.ndarray]] = []
         self.gate = threading.Event()
         self.gate.set()

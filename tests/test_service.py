@@ -29,7 +29,7 @@ def _service(root) -> InferenceService:
     registry.scan()
     registry.load_all()
     metrics = Metrics()
-    reports = VariantReports(registry, metrics, RuntimeOptions(), 0.0, root / ".reports")
+    reports = VariantReports(registry, metrics, 0.0, root / ".reports")
     return InferenceService(registry, metrics, None, Router(reports), Shadows(metrics))
 
 

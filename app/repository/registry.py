@@ -15,7 +15,8 @@ from pathlib import Path
 
 from app.errors import InvalidRequest, NotFound, Unavailable
 from app.repository.build_record import incomplete_build
-from app.runtimes.base import Runtime, RuntimeLoadError, RuntimeOptions
+from app.runtimes.base import Runtime, RuntimeLoadError, RuntimeOptions, within_allowance
+from app.runtimes.cpus import read_allowance
 from app.runtimes.loader import load_variant_runtime
 from app.schema.manifest import (
     MANIFEST_FILE,
@@ -150,8 +151,28 @@ class Registry:
             variant.state, variant.reason = VariantState.UNAVAILABLE, "unloaded"
 
     def load_all(self) -> None:
-        """Load every variant's runtime. Blocking: run it off the event loop."""
-        for variant in self.variants():
+        """Load every variant's runtime. Blocking: run it off the event loop.
+
+        Thread counts left unset are shared out first among every instance of every variant about to load, so
+        that all of them computing at once stay within the CPUs the process may use; models loaded later through
+        the management API get the same count."""
+        loading = [variant for variant in self.variants() if variant.state is not VariantState.UNAVAILABLE]
+        instances = sum(variant.manifest.batching.instances for variant in loading)
+        allowance = read_allowance()
+        self.options = within_allowance(self.options, instances, allowance)
+        log.info(
+            "CPU allowance: %d CPUs (affinity %d, cgroup quota %s) for %d worker(s) and %d model instance(s): "
+            "%d onnxruntime intra-op, %d inter-op and %d torch thread(s) per instance",
+            allowance.cpus,
+            allowance.affinity,
+            "none" if allowance.quota is None else f"{allowance.quota:g}",
+            self.options.workers,
+            instances,
+            self.options.onnx_intra_op_threads,
+            self.options.onnx_inter_op_threads,
+            self.options.torch_threads,
+        )
+        for variant in loading:
             self._load(variant)
 
     def _load(self, variant: Variant) -> None:

@@ -1,12 +1,13 @@
 """The interface every runtime implements, and what they share."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
 from app.config import Settings
+from app.runtimes.cpus import CpuAllowance, threads_per_instance
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
 """Triton's platform name of each runtime, known before (or without) loading a file: metadata of a variant that
@@ -25,8 +26,11 @@ class RuntimeOptions:
 
     onnx_providers: tuple[str, ...] = ()
     onnx_intra_op_threads: int = 0
+    """0: every CPU the process may use, unless :func:`within_allowance` has shared them out."""
     onnx_inter_op_threads: int = 0
     torch_threads: int = 0
+    workers: int = 1
+    """Processes sharing the CPUs (``serve --workers``)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class Runtime(Protocol):
     """Triton's platform name, e.g. ``onnxruntime_onnx``."""
     device: str
     """Where it computes, e.g. ``cpu`` or ``cuda:0``."""
+    threads: int
+    """Threads one model call computes on (intra-op)."""
 
     def inputs(self) -> list[TensorInfo]: ...
 
@@ -64,4 +70,18 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
         onnx_intra_op_threads=settings.onnx_intra_op_threads,
         onnx_inter_op_threads=settings.onnx_inter_op_threads,
         torch_threads=settings.torch_threads,
+        workers=settings.workers,
+    )
+
+
+def within_allowance(options: RuntimeOptions, instances: int, allowance: CpuAllowance) -> RuntimeOptions:
+    """``options`` with every thread count left at 0 taken from the CPU allowance shared among ``instances``
+    model instances and the workers; explicit settings win. Inter-op threads are 1: sessions run their operators
+    in sequence, so a larger inter-op pool would only add idle threads."""
+    threads = threads_per_instance(allowance.cpus, options.workers, instances)
+    return replace(
+        options,
+        onnx_intra_op_threads=options.onnx_intra_op_threads or threads,
+        onnx_inter_op_threads=options.onnx_inter_op_threads or 1,
+        torch_threads=options.torch_threads or threads,
     )

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from app.runtimes.base import PLATFORMS, RuntimeLoadError, RuntimeOptions, TensorInfo
+from app.runtimes.cpus import read_allowance
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,11 @@ class OnnxRuntime:
                 "onnxruntime is not installed: pip install 'servometer[cpu]' (or [gpu] on a CUDA machine)"
             ) from None
         session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = options.onnx_intra_op_threads
-        session_options.inter_op_num_threads = options.onnx_inter_op_threads
+        # Never 0: onnxruntime would then start a thread per physical core of the host, each pinned to its core
+        # (app/runtimes/cpus.py).
+        self.threads = options.onnx_intra_op_threads or read_allowance().cpus
+        session_options.intra_op_num_threads = self.threads
+        session_options.inter_op_num_threads = options.onnx_inter_op_threads or 1
         conflict = conflicting_packages([dist.metadata["Name"] for dist in importlib.metadata.distributions()])
         if conflict:
             log.warning(conflict)

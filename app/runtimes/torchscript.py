@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from app.runtimes.base import PLATFORMS, RuntimeLoadError, RuntimeOptions, TensorInfo
+from app.runtimes.cpus import read_allowance
 
 
 class TorchScriptRuntime:
@@ -20,8 +21,10 @@ class TorchScriptRuntime:
         except ImportError:
             raise RuntimeLoadError("TorchScript variants need PyTorch: pip install 'servometer[torch]'") from None
         self._torch = torch
-        if options.torch_threads:
-            torch.set_num_threads(options.torch_threads)
+        # torch's default is the host's core count, whatever the process may use (app/runtimes/cpus.py). The
+        # setting is process-wide: every TorchScript variant computes on the same pool.
+        self.threads = options.torch_threads or read_allowance().cpus
+        torch.set_num_threads(self.threads)
         self.device = "cuda:0" if torch.cuda.is_available() else "cpu"
         try:
             # torch 2.13 deprecates TorchScript in favour of torch.export, but TorchScript archives are what

@@ -84,6 +84,13 @@ FAMILIES: tuple[Family, ...] = (
            "Samples computed by the model (a batch of 8 counts 8; cache hits count none)."),
     Family("model_load_duration", "gauge", "servometer_model_load_duration_seconds", ("model", "variant"),
            "Time the variant took to load.", multiprocess_mode="livemax"),
+    Family("compute_threads", "gauge", "servometer_compute_threads", ("model", "variant"),
+           "Threads one model call of the variant computes on (onnxruntime intra-op or torch threads): the CPUs "
+           "the process may use, shared among workers and model instances, unless set explicitly.",
+           multiprocess_mode="livemax"),
+    Family("cpus_allowed", "gauge", "servometer_cpus_allowed", (),
+           "CPUs this process may use at once: its affinity mask, capped by its cgroup's CPU quota.",
+           multiprocess_mode="livemax"),
     Family("model_info", "gauge", "servometer_model_info",
            ("model", "variant", "runtime", "precision", "device", "digest"),
            "Always 1; the labels describe the variant: runtime, precision, device and model file digest.",

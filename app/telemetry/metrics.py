@@ -70,6 +70,8 @@ class Metrics:
     requests_in_flight: Gauge
     inferences: Counter
     model_load_duration: Gauge
+    compute_threads: Gauge
+    cpus_allowed: Gauge
     model_info: Gauge
     cost: Counter
     gpu_busy: Counter
@@ -123,10 +125,20 @@ class Metrics:
         self.model_ready.labels(model, variant).set(1 if ready else 0)
 
     def describe_variant(
-        self, model: str, variant: str, *, runtime: str, precision: str, device: str, digest: str, load_seconds: float
+        self,
+        model: str,
+        variant: str,
+        *,
+        runtime: str,
+        precision: str,
+        device: str,
+        digest: str,
+        load_seconds: float,
+        threads: int,
     ) -> None:
         self.model_info.labels(model, variant, runtime, precision, device, digest[:16]).set(1)
         self.model_load_duration.labels(model, variant).set(load_seconds)
+        self.compute_threads.labels(model, variant).set(threads)
 
     def set_prices(self, machine_per_hour: float, gpu_per_hour: float) -> None:
         self.price_per_hour.labels("machine").set(machine_per_hour)

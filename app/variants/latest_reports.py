@@ -7,7 +7,6 @@ from pathlib import Path
 
 from app.errors import InvalidRequest
 from app.repository.registry import Registry, VariantState
-from app.runtimes.base import RuntimeOptions
 from app.telemetry.metrics import Metrics
 from app.variants.report import ModelReport, ReportStore, build_report, file_digests, report_key
 
@@ -15,12 +14,9 @@ log = logging.getLogger(__name__)
 
 
 class VariantReports:
-    def __init__(
-        self, registry: Registry, metrics: Metrics, options: RuntimeOptions, price_per_hour: float, directory: Path
-    ) -> None:
+    def __init__(self, registry: Registry, metrics: Metrics, price_per_hour: float, directory: Path) -> None:
         self.registry = registry
         self.metrics = metrics
-        self.options = options
         self.price_per_hour = price_per_hour
         self.store = ReportStore(directory)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -47,7 +43,7 @@ class VariantReports:
             if report is None:
                 log.info("measuring the variants of '%s' for its report", model)
                 report = await asyncio.to_thread(
-                    build_report, folder, manifest, self.options, self.price_per_hour, ready, digests
+                    build_report, folder, manifest, self.registry.options, self.price_per_hour, ready, digests
                 )
                 self.store.put(report)
             for variant in report.variants:

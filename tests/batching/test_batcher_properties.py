@@ -40,6 +40,7 @@ class RowRuntime:
 
     platform = "fake"
     device = "cpu"
+    threads = 1
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
