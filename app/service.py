@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -24,6 +26,13 @@ from app.workers import WorkerReadiness
 log = logging.getLogger(__name__)
 
 _GONE = "the client disconnected while its request waited in the queue"
+
+
+class Hangup(Protocol):
+    """Where a request learns that its client disconnected (the HTTP route's disconnect watch)."""
+
+    def on_hangup(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once if the client hangs up; a later call replaces an earlier callback."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +85,13 @@ class InferenceService(ServingLifecycle):
         self,
         variant: Variant,
         request: DecodedRequest,
-        client_gone: asyncio.Future[None] | None = None,
+        client_gone: Hangup | None = None,
         use_cache: bool = True,
         routed: bool = False,
     ) -> InferenceResult:
         """Answer one request from the cache or its variant's batcher.
 
-        ``client_gone`` completes if the client disconnects; ``use_cache`` False bypasses the cache (as does the
+        ``client_gone`` calls back if the client disconnects; ``use_cache`` False bypasses the cache (as does the
         request parameter ``cache: false``); ``routed`` says the request named no variant, so a shadow policy
         copies it to its candidate.
         """
@@ -114,6 +123,8 @@ class InferenceService(ServingLifecycle):
         elif not (use_cache and _cache_wanted(request)):
             front.bypassed(variant.model_name)
             produced, status = await _compute(job), "bypass"
+        elif not front.admits(variant.model_name):
+            produced, status = await _compute(job), "pass"
         else:
             key = cache_key(variant.model_name, variant.name, variant.digest, request, job.outputs)
             produced, status = await front.answer(
@@ -170,7 +181,7 @@ class _ModelWork:
     outputs: tuple[str, ...]
     level: int
     timeout: float | None
-    client_gone: asyncio.Future[None] | None
+    client_gone: Hangup | None
     client_timeout: bool
     """``timeout`` is the client's own (its expiry is not the server's fault)."""
 
@@ -179,7 +190,7 @@ async def _compute(job: _ModelWork) -> dict[str, np.ndarray]:
     batcher = job.serving.batcher
     pending = batcher.submit(job.inputs, job.outputs, job.level, job.timeout, job.client_timeout)
     if job.client_gone is not None:
-        job.client_gone.add_done_callback(lambda _: batcher.drop(pending, ClientGone(_GONE), "disconnected"))
+        job.client_gone.on_hangup(lambda: batcher.drop(pending, ClientGone(_GONE), "disconnected"))
     try:
         return await pending.future
     except asyncio.CancelledError:

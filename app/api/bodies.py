@@ -22,18 +22,20 @@ async def read_body(headers: dict[str, str], receive: Receive, limit: int, timeo
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
-    chunks = []
-    received = 0
+    # A small body has usually come with the headers, and the first receive answers at once: only a body still
+    # arriving is read against a deadline (a timer per request was a tenth of the request path's own work).
+    message = await receive()
+    first = _chunk(message, 0, limit)
+    if not message.get("more_body", False):
+        return first
+    chunks = [first]
+    received = len(first)
     try:
         async with asyncio.timeout(timeout_s):
             while True:
                 message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise InvalidRequest("the client disconnected before sending the whole body")
-                chunk = message.get("body", b"")
+                chunk = _chunk(message, received, limit)
                 received += len(chunk)
-                if received > limit:
-                    raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
@@ -41,7 +43,17 @@ async def read_body(headers: dict[str, str], receive: Receive, limit: int, timeo
         raise RequestTimeout(
             f"the request body did not arrive within {timeout_s:g} s ({received} bytes came)"
         ) from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)
+
+
+def _chunk(message: Message, received: int, limit: int) -> bytes:
+    """The body bytes of one ``receive`` message, refused once the body so far passes ``limit``."""
+    if message["type"] == "http.disconnect":
+        raise InvalidRequest("the client disconnected before sending the whole body")
+    chunk: bytes = message.get("body", b"")
+    if received + len(chunk) > limit:
+        raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+    return chunk
 
 
 async def buffered(scope: MutableMapping[str, Any], receive: Receive, timeout_s: float) -> Receive:

@@ -9,8 +9,9 @@ reset every new client).
 - ``max_connections``: open connections of this worker; one more is answered 503 and closed at once, kept under
   the process's file descriptor limit so accepting never fails.
 
-The body's own deadline (``body_timeout_s``) and size limit are enforced where bodies are read
-(:mod:`app.api.bodies`), and idle keep-alive connections close after uvicorn's ``timeout_keep_alive``.
+The body's size limit and its deadline (``body_timeout_s``) are enforced where bodies are read
+(:mod:`app.api.bodies`) once a first part has come; a body of which nothing comes is answered 408 here. Idle
+keep-alive connections close after uvicorn's ``timeout_keep_alive``.
 Enforced inside the process, so one process serves HTTP (and later gRPC) without a proxy in front.
 """
 
@@ -150,7 +151,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.cycle is not None and self.cycle.response_complete:
             self.transport.close()
             return
-        self._close_with(408, f"the request's body did not arrive within {self.limits.body_timeout_s:g} s")
+        message = f"the request's body did not arrive within {self.limits.body_timeout_s:g} s"
+        if self.cycle is not None and not self.cycle.response_started and not self.transport.is_closing():
+            # The app still waits for the body's first bytes, which it reads without a timer of its own (a timer
+            # per request cost a tenth of the request path): the answer is this connection's.
+            _answer_and_close(self.transport, 408, message)
+            return
+        self._close_with(408, message)
 
     def _close_with(self, status: int, message: str) -> None:
         self._clear_deadline()

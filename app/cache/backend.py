@@ -1,5 +1,5 @@
-"""What a cache backend does. Backends may raise anything: :class:`app.cache.cache.ResultCache` turns every
-failure into a miss, so a sick backend never fails a request."""
+"""What a remote cache backend does (the in-memory one is :mod:`app.cache.memory`). Backends may raise anything:
+:class:`app.cache.cache.ResultCache` turns every failure into a miss, so a sick backend never fails a request."""
 
 from typing import Protocol
 
@@ -11,9 +11,5 @@ class CacheBackend(Protocol):
     async def get(self, key: str) -> bytes | None: ...
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
-
-    def usage(self) -> tuple[int, int] | None:
-        """Bytes and entries held, where the backend knows them (in-process); None otherwise."""
-        ...
 
     async def close(self) -> None: ...

@@ -82,9 +82,6 @@ class RedisBackend:
             if not future.done():
                 future.set_result(None)
 
-    def usage(self) -> None:
-        return None  # Redis keeps its own figures (INFO memory); other replicas share them
-
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()

@@ -17,7 +17,7 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
     if choice == "redis" or (choice == "auto" and settings.redis_url):
         if not settings.redis_url:
             raise ValueError("cache_backend is redis but SERVOMETER_REDIS_URL is not set")
-        backend: CacheBackend = RedisBackend(
+        backend: CacheBackend | MemoryBackend = RedisBackend(
             settings.redis_url, settings.redis_key_prefix, settings.redis_timeout_s, settings.redis_max_connections
         )
     else:

@@ -9,10 +9,12 @@ received feedback are remembered (:mod:`app.monitoring.judged`), so each answer 
 """
 
 import base64
+import binascii
 import hashlib
 import hmac
 import itertools
 import secrets
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -36,30 +38,33 @@ class Answer:
 
 class FeedbackLedger:
     def __init__(self, secret: bytes | None = None, judged: JudgedIds | None = None) -> None:
-        self._secret = secret or secrets.token_bytes(32)
+        # BLAKE2b takes keys of up to 64 bytes; the secret (any length) is hashed down to one.
+        self._key = hashlib.blake2b(secret or secrets.token_bytes(32), digest_size=64).digest()
         self.judged = judged or MemoryJudged()
-        self._serials = itertools.count()
-        # Processes sharing the secret (workers, replicas) count serials from 0 alike: the origin keeps their ids
+        # Processes sharing the secret (workers, replicas) each count from a random 63-bit start, so their ids stay
         # apart when two answers of the same class expire in the same millisecond.
-        self._origin = secrets.token_hex(4)
+        self._serials = itertools.count(secrets.randbits(62))
+        self._prefixes: dict[tuple[str, str], bytes] = {}
         self._windows: dict[tuple[str, str], deque[tuple[int, int]]] = {}
 
     def issue(self, model: str, variant: str, predicted: int | None, ttl_s: float) -> str:
         """The id of an answer, accepting feedback for ``ttl_s`` seconds."""
-        expires_ms = int((time.time() + ttl_s) * 1000)
+        prefix = self._prefixes.get((model, variant))
+        if prefix is None:
+            prefix = self._prefixes[(model, variant)] = f"{model}\0{variant}\0".encode()
         # The serial makes ids unique: two answers of the same class in the same millisecond must differ.
-        serial = next(self._serials)
-        payload = (
-            f"{model}\0{variant}\0{'' if predicted is None else predicted}\0{expires_ms}\0{self._origin}{serial}"
-        ).encode()
-        return _b64(payload) + "." + _b64(self._mac(payload))
+        expires_ms = int((time.time() + ttl_s) * 1000)
+        payload = prefix + _FIGURES.pack(next(self._serials), expires_ms, -1 if predicted is None else predicted)
+        return _b64(payload + self._mac(payload))
 
     def issue_for(self, model: str, variant: str, classifier: bool, scored: np.ndarray, ttl_s: float) -> str:
         """One id per sample of an answer, comma-separated in the samples' order: feedback judges each on its own.
         A classifier's ids carry each sample's top-1 class from ``scored``."""
         samples = len(scored)
+        if samples == 1:  # most requests: no per-sample list
+            return self.issue(model, variant, int(scored.argmax()) if classifier else None, ttl_s)
         if classifier:
-            predictions: list[int | None] = [int(c) for c in scored.reshape(samples, -1).argmax(axis=1)]
+            predictions: list[int | None] = scored.reshape(samples, -1).argmax(axis=1).tolist()
         else:
             predictions = [None] * samples
         return ",".join(self.issue(model, variant, predicted, ttl_s) for predicted in predictions)
@@ -96,28 +101,37 @@ class FeedbackLedger:
         return len(window), float(np.mean(predicted == actual)), macro_f1(actual, predicted)
 
     def _mac(self, payload: bytes) -> bytes:
-        return hmac.digest(self._secret, payload, hashlib.sha256)[:_MAC_BYTES]
+        # Keyed BLAKE2b is a MAC in its own right (RFC 7693), at a third of HMAC-SHA256's cost per id.
+        return hashlib.blake2b(payload, key=self._key, digest_size=_MAC_BYTES).digest()
 
     def _read(self, response_id: str) -> tuple[Answer, int]:
         unknown = NotFound(f"no answer with id '{response_id}' awaits feedback: the id is not one this server issued")
-        encoded, _, mac = response_id.partition(".")
         try:
-            payload, signature = _unb64(encoded), _unb64(mac)
+            raw = _unb64(response_id)
         except ValueError:
             raise unknown from None
+        payload, signature = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         # The decoder skips characters outside its alphabet, so 'id.' or 'id!' decode like 'id': only the exact
         # encoding is the answer's id, or one answer could be judged again and again under new spellings.
         if (
-            not hmac.compare_digest(signature, self._mac(payload))
-            or f"{_b64(payload)}.{_b64(signature)}" != response_id
+            len(payload) < _FIGURES.size
+            or not hmac.compare_digest(signature, self._mac(payload))
+            or _b64(raw) != response_id
         ):
             raise unknown
-        model, variant, predicted, expires, _ = payload.decode().split("\0")
-        return Answer(model, variant, int(predicted) if predicted else None), int(expires)
+        names, figures = payload[: -_FIGURES.size], payload[-_FIGURES.size :]
+        model, variant, _ = names.decode().split("\0")
+        _, expires_ms, predicted = _FIGURES.unpack(figures)
+        return Answer(model, variant, None if predicted < 0 else predicted), expires_ms
+
+
+_FIGURES = struct.Struct("<QQi")
+"""Serial, expiry in milliseconds since the epoch, predicted class (-1: none); after ``model\\0variant\\0``."""
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:

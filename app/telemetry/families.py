@@ -13,7 +13,7 @@ from typing import Literal
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Cache operations: tens of microseconds in memory, a millisecond or so over the network to Redis.
 CACHE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
-CACHE_RESULTS = ("hit", "miss", "bypass", "error", "skipped")
+CACHE_RESULTS = ("hit", "miss", "bypass", "error", "skipped", "pass")
 OUTCOMES = ("success", "client_error", "client_timeout", "rejected", "timeout", "server_error")
 DISPATCH_REASONS = ("full", "preferred", "delay", "idle")
 DROP_REASONS = ("queue_full", "priority_queue_full", "timeout", "client_timeout", "disconnected", "shutdown")
@@ -63,7 +63,8 @@ FAMILIES: tuple[Family, ...] = (
            "disconnected (client gone), shutdown."),
     Family("cache_lookups", "counter", "servometer_cache_lookups", ("model", "backend", "result"),
            "Result cache lookups: hit, miss, bypass (asked not to use the cache), error (backend failed: "
-           "answered by the model), skipped (circuit breaker open: answered by the model)."),
+           "answered by the model), skipped (circuit breaker open: answered by the model), pass (the model's "
+           "recent requests did not repeat: not looked up, answered by the model)."),
     Family("cache_coalesced", "counter", "servometer_cache_coalesced_requests", ("model",),
            "Requests answered by an identical request already computing (single flight), not by a model call."),
     Family("cache_errors", "counter", "servometer_cache_errors", ("backend", "operation"),

@@ -1,6 +1,7 @@
 """Per-variant and per-cache-backend views of the metric families, bound once, so the request path adds to plain
 numbers (:mod:`app.telemetry.deferred`) and skips the label lookups."""
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from app.telemetry.deferred import DeferredCount, DeferredHistogram
@@ -109,6 +110,8 @@ class CacheMetrics:
         }
         self._breaker = metrics.cache_breaker_state.labels(backend)
         self._breaker.set(0)
+        self.usage: Callable[[], tuple[int, int]] | None = None
+        """Bytes and entries an in-process backend holds, read on flush."""
         for operation in ("get", "set", "corrupt"):
             metrics.cache_errors.labels(backend, operation)
 
@@ -129,6 +132,8 @@ class CacheMetrics:
             tally.flush()
         for buckets in self._durations.values():
             buckets.flush()
+        if self.usage is not None:
+            self.stored(*self.usage())
 
     def lookup(self, model: str, result: str) -> None:
         self._lookup_tally(model, result).value += 1

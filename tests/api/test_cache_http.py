@@ -154,3 +154,23 @@ async def test_a_rebuilt_model_never_serves_the_old_files_results(tmp_path, demo
     shutil.copy(demo_models / "digits" / "model.int8.onnx", folder / "model.fp32.onnx")  # a different build
     async with async_app(tmp_path, redis_url=redis_server.url) as (_, client):
         assert (await _post(client, _json_body())).headers["servometer-cache"] == "miss"
+
+
+async def test_the_cache_steps_aside_for_unique_requests_and_serves_repeats_again(demo_models):
+    images = digits_images(1).reshape(-1)
+
+    def body(n: int) -> bytes:
+        data = images.copy()
+        data[0] = 1000 + n  # each n its own request
+        tensor = {"name": "image", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": data.tolist()}
+        return orjson.dumps({"inputs": [tensor]})
+
+    async with async_app(demo_models) as (app, client):
+        statuses = [(await _post(client, body(n))).headers["servometer-cache"] for n in range(600)]
+        assert statuses[0] == "miss"
+        assert statuses[-200:].count("pass") >= 180  # one request in 16 still looked up
+        assert _lookups(app, "pass") == statuses.count("pass")
+        # Traffic starts repeating: the probes find the repeats and every request is looked up again.
+        repeated = [(await _post(client, body(n % 4))).headers["servometer-cache"] for n in range(400)]
+        assert "pass" not in repeated[-100:]
+        assert repeated[-100:].count("hit") >= 95

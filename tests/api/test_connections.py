@@ -8,6 +8,7 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from app.api.bodies import read_body
 from app.api.connections import ConnectionLimits, GuardedHttpProtocol
 
 LIMITS = ConnectionLimits(max_header_bytes=1024, header_timeout_s=0.2, body_timeout_s=0.3, max_connections=2)
@@ -152,3 +153,21 @@ async def test_an_answer_to_a_whole_request_keeps_the_connection():
     await _until(lambda: b"HTTP/1.1 200" in transport.written)
     assert b"connection: close" not in transport.written
     assert not transport.closed
+
+
+class _BodyReader(_App):
+    """Reads the body the way the inference route does, then answers 200."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await read_body({}, receive, 1 << 20, LIMITS.body_timeout_s)
+        await super().__call__(scope, receive, send)
+
+
+async def test_a_body_of_which_nothing_comes_is_answered_408_at_the_body_deadline():
+    protocol, transport = _connection(_BodyReader())
+    started = asyncio.get_running_loop().time()
+    protocol.data_received(b"POST /v2/models/digits/infer HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n")
+    await _until(lambda: transport.closed)
+    assert transport.written.startswith(b"HTTP/1.1 408")
+    assert b"body did not arrive within 0.3 s" in transport.written
+    assert asyncio.get_running_loop().time() - started >= LIMITS.body_timeout_s

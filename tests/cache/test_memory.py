@@ -1,59 +1,75 @@
-import asyncio
 import os
 import tracemalloc
 
+import numpy as np
 import pytest
 
-from app.cache.memory import MemoryBackend, entry_cost
+from app.cache.memory import MemoryBackend, entry_cost, frozen_copy
 
 
-async def test_least_recently_used_entries_go_first_when_bytes_run_out():
-    cost = entry_cost("a", b"x" * 10)
+def _answer(fill: float, values: int = 10) -> dict[str, np.ndarray]:
+    return {"logits": np.full((1, values), fill, np.float32), "label": np.array([int(fill)], np.int64)}
+
+
+def test_least_recently_used_entries_go_first_when_bytes_run_out():
+    cost = entry_cost("a", _answer(1))
     cache = MemoryBackend(max_bytes=3 * cost)
-    await cache.set("a", b"x" * 10, 60)
-    await cache.set("b", b"y" * 10, 60)
-    await cache.set("c", b"z" * 10, 60)
-    assert await cache.get("a") == b"x" * 10  # a is now the most recent
-    await cache.set("d", b"w" * 10, 60)
-    assert await cache.get("b") is None
-    assert {await cache.get(k) for k in "acd"} == {b"x" * 10, b"z" * 10, b"w" * 10}
+    for key, fill in (("a", 1), ("b", 2), ("c", 3)):
+        cache.set(key, _answer(fill), 60)
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.set("d", _answer(4), 60)
+    assert cache.get("b") is None
+    assert {int(cache.get(k)["label"][0]) for k in "acd"} == {1, 3, 4}  # type: ignore[index]
     assert cache.usage() == (3 * cost, 3)
 
 
-async def test_entries_expire_after_their_ttl():
-    cache = MemoryBackend(max_bytes=1000)
-    await cache.set("a", b"x", 0.05)
-    assert await cache.get("a") == b"x"
-    await asyncio.sleep(0.08)
-    assert await cache.get("a") is None
+def test_entries_expire_after_their_ttl(monkeypatch):
+    now = [1000.0]
+    cache = MemoryBackend(max_bytes=10_000)
+    monkeypatch.setattr(cache, "_now", lambda: now[0])
+    cache.set("a", _answer(1), 0.05)
+    assert cache.get("a") is not None
+    now[0] += 0.08
+    assert cache.get("a") is None
     assert cache.usage() == (0, 0)
 
 
-async def test_an_entry_bigger_than_the_whole_cache_is_not_stored_and_evicts_nothing():
-    cache = MemoryBackend(max_bytes=entry_cost("a", b"x" * 5) + 5)
-    await cache.set("a", b"x" * 5, 60)
-    await cache.set("big", b"y" * 11, 60)
-    assert await cache.get("big") is None
-    assert await cache.get("a") == b"x" * 5
+def test_an_entry_bigger_than_the_whole_cache_is_not_stored_and_evicts_nothing():
+    cache = MemoryBackend(max_bytes=entry_cost("a", _answer(1)) + 5)
+    cache.set("a", _answer(1), 60)
+    cache.set("big", _answer(2, values=1000), 60)
+    assert cache.get("big") is None
+    assert cache.get("a") is not None
 
 
-async def test_overwriting_a_key_keeps_the_byte_count_right():
-    cache = MemoryBackend(max_bytes=1000)
-    await cache.set("a", b"x" * 10, 60)
-    await cache.set("a", b"y" * 4, 60)
-    assert cache.usage() == (entry_cost("a", b"y" * 4), 1)
+def test_overwriting_a_key_keeps_the_byte_count_right():
+    cache = MemoryBackend(max_bytes=100_000)
+    cache.set("a", _answer(1, values=100), 60)
+    cache.set("a", _answer(2, values=4), 60)
+    assert cache.usage() == (entry_cost("a", _answer(2, values=4)), 1)
 
 
-@pytest.mark.parametrize("value_bytes", [16, 130, 2_000, 40_000])
-async def test_the_byte_count_is_what_the_entries_really_cost_within_20_percent(value_bytes):
+def test_a_stored_answer_owns_its_arrays_and_cannot_be_changed():
+    batch = np.arange(20, dtype=np.float32).reshape(2, 10)
+    stored = frozen_copy({"logits": batch[:1]})  # a request's outputs are views of its batch's
+    assert stored["logits"].base is None
+    with pytest.raises(ValueError, match="read-only"):
+        stored["logits"][0, 0] = 99
+    batch[0, 0] = 99
+    assert stored["logits"][0, 0] == 0
+
+
+@pytest.mark.parametrize("values", [10, 130, 2_000, 40_000])
+def test_the_byte_count_is_what_the_entries_really_cost_within_20_percent(values):
     cache = MemoryBackend(max_bytes=1 << 40)
-    entries = 200_000 // max(1, value_bytes // 100)
+    entries = 100_000 // max(1, values // 50)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for _ in range(entries):
-            # As the cache stores them: a key and a value made for the entry, kept by nothing else.
-            await cache.set(f"servometer:digits:fp32:{os.urandom(32).hex()}", os.urandom(value_bytes), 300)
+        for n in range(entries):
+            # As the cache stores them: a key made for the entry and a frozen copy of a request's outputs.
+            outputs = {"logits": np.full((1, values), n, np.float32), "label": np.array([n], np.int64)}
+            cache.set(f"digits:fp32:{os.urandom(32).hex()}", frozen_copy(outputs), 300)
         measured = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
