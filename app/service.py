@@ -95,14 +95,14 @@ class InferenceService(ServingLifecycle):
         request parameter ``cache: false``); ``routed`` says the request named no variant, so a shadow policy
         copies it to its candidate.
         """
-        serving = self._serving.get((variant.model_name, variant.name))
+        serving = self._serving.get(variant.key)
         if serving is None:
             detail = variant.not_ready_reason or "it was unloaded"
             raise Unavailable(f"model '{variant.model_name}' variant '{variant.name}' is not ready: {detail}")
         serving.check(request)
         spec = variant.manifest.batching
         wanted = serving.outputs if request.outputs is None else tuple(o.name for o in request.outputs)
-        monitor = self.monitors.get((variant.model_name, variant.name))
+        monitor = self.monitors.get(variant.key)
         if monitor is not None and monitor.output not in wanted:
             # The answer's id carries the predicted class, so it is computed even when only the label is asked for.
             wanted = (*wanted, monitor.output)
@@ -115,12 +115,10 @@ class InferenceService(ServingLifecycle):
             client_gone,
             client_owns_timeout(spec, request.parameters, variant.manifest.objectives.latency_p99_s),
         )
-        # An answer that depends on its batch companions is never cached: computed alone it is right for its
-        # client only, and the cache would serve it to others (and, through Redis, to every replica).
-        front = self._front if variant.manifest.cache.enabled and not variant.spec.batch_dependent else None
+        front = self._front if variant.cached else None
         if front is None:
             produced, status = await _compute(job), "off"
-        elif not (use_cache and _cache_wanted(request)):
+        elif not (use_cache and ("cache" not in request.parameters or _cache_wanted(request))):
             front.bypassed(variant.model_name)
             produced, status = await _compute(job), "bypass"
         elif not front.admits(variant.model_name):
@@ -134,7 +132,8 @@ class InferenceService(ServingLifecycle):
         if routed and variant.manifest.routing.policy == "shadow":
             self._shadow(variant, job, produced)
         if request.outputs is None:
-            outputs = [(name, produced[name], wants_binary(request, None)) for name in job.outputs]
+            binary = wants_binary(request, None)
+            outputs = [(name, produced[name], binary) for name in job.outputs]
         else:
             outputs = [(o.name, produced[o.name], wants_binary(request, o)) for o in request.outputs]
         if monitor is None:

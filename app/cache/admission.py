@@ -8,6 +8,8 @@ while it is under :data:`LOW_HIT_RATIO` only one request in :data:`PROBE_EVERY` 
 over the threshold, and every request is looked up again.
 """
 
+from app.telemetry.deferred import DeferredCount
+
 LOW_HIT_RATIO = 0.02
 """Below this share of hits (coalesced requests count as hits), the cache only probes."""
 PROBE_EVERY = 16
@@ -19,18 +21,22 @@ _WEIGHT = 1 / 64
 class Admission:
     """One model's hit ratio and probing countdown."""
 
-    __slots__ = ("hit_ratio", "_countdown")
+    __slots__ = ("hit_ratio", "_countdown", "_passes")
 
-    def __init__(self) -> None:
+    def __init__(self, passes: DeferredCount | None = None) -> None:
         self.hit_ratio = 1.0  # a model starts cached: its first requests find out
         self._countdown = 0
+        self._passes = passes
+        """The model's ``result="pass"`` lookup counter."""
 
     def admits(self) -> bool:
-        """Whether this request is looked up (and stored on a miss)."""
+        """Whether this request is looked up (and stored on a miss); a request that is not counts as a pass."""
         if self.hit_ratio >= LOW_HIT_RATIO:
             return True
         self._countdown -= 1
         if self._countdown > 0:
+            if self._passes is not None:
+                self._passes.value += 1
             return False
         self._countdown = PROBE_EVERY
         return True

@@ -31,11 +31,8 @@ class CacheFront:
         """Whether to look this request up, or pass it straight to the model (counted as ``pass``)."""
         admission = self._admissions.get(model)
         if admission is None:
-            admission = self._admissions[model] = Admission()
-        if admission.admits():
-            return True
-        self.cache.metrics.lookup(model, "pass")
-        return False
+            admission = self._admissions[model] = Admission(self.cache.metrics.tally(model, "pass"))
+        return admission.admits()
 
     def bypassed(self, model: str) -> None:
         """A request asked not to use the cache (``Cache-Control: no-cache`` or ``cache: false``)."""

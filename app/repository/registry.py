@@ -50,10 +50,19 @@ class Variant:
     runtime: Runtime | None = None
     digest: str = ""
     load_seconds: float = 0.0
+    model_name: str = field(init=False)
+    """The manifest's name, kept as a plain attribute: the request path reads it several times per request."""
+    key: tuple[str, str] = field(init=False)
+    """``(model_name, name)``: how the service finds what serves the variant."""
+    cached: bool = field(init=False)
+    """Whether its answers go through the result cache. An answer that depends on its batch companions never
+    does: computed alone it is right for its client only, and the cache would serve it to others (and, through
+    Redis, to every replica)."""
 
-    @property
-    def model_name(self) -> str:
-        return self.manifest.name
+    def __post_init__(self) -> None:
+        self.model_name = self.manifest.name
+        self.key = (self.manifest.name, self.spec.name)
+        self.cached = self.manifest.cache.enabled and not self.spec.batch_dependent
 
     @property
     def not_ready_reason(self) -> str:

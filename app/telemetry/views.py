@@ -117,10 +117,11 @@ class CacheMetrics:
 
     def register_model(self, model: str) -> None:
         for result in CACHE_RESULTS:
-            self._lookup_tally(model, result)
+            self.tally(model, result)
         self._metrics.cache_coalesced.labels(model)
 
-    def _lookup_tally(self, model: str, result: str) -> DeferredCount:
+    def tally(self, model: str, result: str) -> DeferredCount:
+        """The lookup counter of ``model`` and ``result``, to add to directly on a hot path."""
         tally = self._lookups.get((model, result))
         if tally is None:
             child = self._metrics.cache_lookups.labels(model, self.backend, result)
@@ -136,7 +137,7 @@ class CacheMetrics:
             self.stored(*self.usage())
 
     def lookup(self, model: str, result: str) -> None:
-        self._lookup_tally(model, result).value += 1
+        self.tally(model, result).value += 1
 
     def coalesced(self, model: str) -> None:
         self._metrics.cache_coalesced.labels(model).inc()
