@@ -1,13 +1,12 @@
 """The same benchmark against two revisions of the code, alternated in one run: ``python -m bench.ab REV``.
 
 Servometer at REV (a git worktree in a temporary folder) and at the checkout, each pinned to core 0 with wrk on
-core 1, digits with binary and JSON tensors at concurrency 1 and 64, cache off, three rounds; each round starts
-with the other revision, so neither always runs first. Medians and their ratio (checkout / REV)."""
+core 1 and serving this checkout's built models, digits with binary and JSON tensors at concurrency 1 and 64,
+cache off, three rounds; each round starts with the other revision, so neither always runs first. Medians and
+their ratio (checkout / REV)."""
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,18 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PORT = 8231
 
 
-def _link_built_files(built: Path, repository: Path) -> None:
-    """The checkout's built model files (ignored by git) into the revision's repository, beside its own model.yaml:
-    the same weights, described the way that revision reads them."""
-    for folder in (path.parent for path in built.glob("*/model.yaml")):
-        target = repository / folder.name
-        if not target.is_dir():
-            continue
-        for item in folder.iterdir():
-            if item.is_file() and not (target / item.name).exists():
-                (target / item.name).hardlink_to(item)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("revision", help="the git revision to compare the checkout with")
@@ -38,32 +25,23 @@ def main() -> None:
     args = parser.parse_args()
     bodies = write_bodies("digits")
     rates: dict[tuple[str, str, int], list[float]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        other = Path(scratch) / "other"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", str(other), args.revision], check=True)
-        try:
-            _link_built_files(payloads.MODELS, other / "models")
-            trees = [(args.revision, other), ("checkout", ROOT)]
-            for round_ in range(3):
-                for label, tree in trees if round_ % 2 == 0 else trees[::-1]:
-                    # Run from the tree, so `python -m app` imports that tree's code.
-                    command = ["/usr/bin/env", "-C", str(tree), sys.executable, "-m", "app", "serve", "--no-build",
-                               "--models", str(tree / "models"), "--port", str(PORT)]  # fmt: skip
-                    log = Path(scratch) / f"{label}.log"
-                    with servers.started(command, PORT, "/v2/health/ready", log, servers.NO_CACHE) as address:
-                        url = f"http://{address}/v2/models/digits/infer"
-                        for tensors, (body, header_length) in bodies.items():
-                            for concurrency in (1, 64):
-                                loadgen.wrk(url, body, header_length, concurrency, 2)
-                                measured = loadgen.wrk(url, body, header_length, concurrency, args.seconds)
-                                if measured.errors:  # a model the revision could not load answers fast, and wrong
-                                    raise RuntimeError(f"{label}: {measured.errors} errors; see {log}")
-                                rate = measured.requests_per_s
-                                rates.setdefault((label, tensors, concurrency), []).append(rate)
-                                print(f"[{time.strftime('%H:%M:%S')}] {label} {tensors} c={concurrency}: {rate:.0f}",
-                                      flush=True)  # fmt: skip
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
+    with tempfile.TemporaryDirectory() as scratch, servers.revision(args.revision, Path(scratch)) as other:
+        for round_ in range(3):
+            for label in (args.revision, "checkout") if round_ % 2 == 0 else ("checkout", args.revision):
+                tree = other if label == args.revision else ROOT
+                log = Path(scratch) / f"{label}.log"
+                with servers.servometer_at(tree, payloads.MODELS, PORT, log) as address:
+                    url = f"http://{address}/v2/models/digits/infer"
+                    for tensors, (body, header_length) in bodies.items():
+                        for concurrency in (1, 64):
+                            loadgen.wrk(url, body, header_length, concurrency, 2)
+                            measured = loadgen.wrk(url, body, header_length, concurrency, args.seconds)
+                            if measured.errors:  # a model the revision could not load answers fast, and wrong
+                                raise RuntimeError(f"{label}: {measured.errors} errors; see {log}")
+                            rate = measured.requests_per_s
+                            rates.setdefault((label, tensors, concurrency), []).append(rate)
+                            print(f"[{time.strftime('%H:%M:%S')}] {label} {tensors} c={concurrency}: {rate:.0f}",
+                                  flush=True)  # fmt: skip
     print(f"\n| tensors | concurrency | {args.revision} | checkout | checkout / {args.revision} |")
     print("|---|---:|---:|---:|---:|")
     for tensors in bodies:

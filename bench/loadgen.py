@@ -1,5 +1,6 @@
 """Load generators, pinned to the second core: wrk (the same bodies for every server) and perf_analyzer."""
 
+import itertools
 import os
 import re
 import shutil
@@ -20,19 +21,47 @@ class Measurement:
     errors: int
 
 
-def wrk(url: str, body_file: Path, header_length: int | None, concurrency: int, seconds: float) -> Measurement:
-    """A closed-loop run of ``concurrency`` connections posting the same body for ``seconds``."""
+_NEW_VALUES = itertools.count(1)
+
+
+def wrk(
+    url: str,
+    body_file: Path,
+    header_length: int | None,
+    concurrency: int,
+    seconds: float,
+    vary: dict[str, str] | None = None,
+) -> Measurement:
+    """A closed-loop run of ``concurrency`` connections posting the same body for ``seconds``; with ``vary``
+    (:func:`varying`), every request is made new (or ``REPEAT_SHARE`` of them repeat popular ones), and no run
+    repeats another's values."""
     env = {
         **os.environ,
         "BODY_FILE": str(body_file),
         "HEADER_LENGTH": "" if header_length is None else str(header_length),
+        **(vary or {}),
+        "FIRST_NEW": str(1000 + 200_000 * next(_NEW_VALUES)),
     }
+    script = "varied.lua" if vary else "request.lua"
     command = [
         "taskset", "-c", LOADGEN_CPU, "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
-        "-s", str(HERE / "request.lua"), url,
+        "-s", str(HERE / script), url,
     ]  # fmt: skip
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     return parse_wrk(output)
+
+
+def varying(body: bytes, header_length: int | None, repeat_share: float = 0.0) -> dict[str, str]:
+    """How bench/varied.lua makes each request new: the first value of the first tensor is rewritten, a float32
+    in [8, 16) in its bytes for binary tensors, a decimal integer in place of the first number for JSON (distinct
+    below 2**24, which float32 keeps exact: a run sends far fewer)."""
+    if header_length is not None:
+        where = {"VARY_AT": str(header_length), "VARY_LEN": "4", "VARY_KIND": "f32"}
+    else:
+        start = body.index(b'"data":[') + len(b'"data":[')
+        end = min(body.index(b",", start), body.index(b"]", start))
+        where = {"VARY_AT": str(start), "VARY_LEN": str(end - start), "VARY_KIND": "text"}
+    return {**where, "REPEAT_SHARE": str(repeat_share)}
 
 
 def parse_wrk(output: str) -> Measurement:

@@ -6,15 +6,24 @@ import numpy as np
 import orjson
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
+BENCH_MODELS = Path(__file__).resolve().parent / "models"
+"""Models built for the benchmark only (bench/models/*/build.py), never served by the demo."""
 MINILM_TOKENS = 32
 """MiniLM requests carry one sentence padded to 32 tokens, so all of them can share a batch."""
 
 
+def repository(model: str) -> Path:
+    """The model repository holding ``model``: the demo's, or the benchmark's own."""
+    return MODELS if (MODELS / model / "model.yaml").is_file() else BENCH_MODELS
+
+
 def sample_inputs(model: str) -> dict[str, np.ndarray]:
     """One real sample of the model's held-out data, with a batch dimension of 1."""
-    held = np.load(MODELS / model / "heldout.npz")
+    held = np.load(repository(model) / model / "heldout.npz")
     if model == "digits":
         return {"image": held["images"][:1]}
+    if model == "mlp":
+        return {"pixels": held["pixels"][:1]}
     ids = np.zeros((1, MINILM_TOKENS), np.int64)
     mask = np.zeros((1, MINILM_TOKENS), np.int64)
     length = min(MINILM_TOKENS, held["input_ids"].shape[1])

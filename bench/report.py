@@ -3,6 +3,8 @@
 from pathlib import Path
 from typing import Any
 
+from bench.overhead import BEFORE, ROUNDS
+
 ROW = "| {server} | {tensors} | {concurrency} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {share} | {errors} |"
 
 
@@ -56,6 +58,104 @@ def targets(model: str, data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _p99_bound(model: str, data: dict[str, Any], concurrency: int, p50_s: float) -> float | None:
+    """Issue 16's p99 bound: digits max(2 p50, p50 + 0.5 ms); minilm max_queue_delay plus (ceil(c / max_batch)
+    + 1) model calls of the batch that concurrency forms."""
+    if model == "digits":
+        return max(2 * p50_s, p50_s + 0.0005)
+    if model == "minilm":
+        batch = min(concurrency, data["max_batch_size"])
+        call = min((e for e in data["raw"] if e["batch"] >= batch), key=lambda e: e["batch"])["call_p50_s"]
+        waves = -(-concurrency // data["max_batch_size"]) + 1
+        return float(data["max_queue_delay_ms"] / 1000 + waves * call)
+    return None
+
+
+def cost_targets(results: dict[str, Any]) -> list[str]:
+    """Issue 16's targets: the defaults as fast as cache and monitoring off, the request's own cost halved, p99
+    bounded."""
+    lines = []
+    defaults = results.get("defaults", {})
+    for label, found in defaults.items():
+        medians = found["medians"]
+        ratio = medians["defaults"] / medians["off"]
+        goal, ok = ("≥ 93%", ratio >= 0.93) if label == "unique" else ("> 100%: the cache makes it faster", ratio > 1)
+        lines.append(
+            f"- defaults on (cache, monitoring) against both off, digits binary c=64, {label}: median "
+            f"{medians['defaults']:,.0f} vs {medians['off']:,.0f} requests/s of {ROUNDS} alternated runs = "
+            f"**{ratio:.0%}** (target {goal}: {'met' if ok else 'not met'})"
+        )
+    digits = results["models"].get("digits")
+    if digits:
+        ours = _find(digits["wrk"], "servometer (defaults on, unique inputs)", "binary", 64)
+        floor = _find(digits["wrk"], "bare ASGI (floor)", "binary", 64)
+        if ours and floor:
+            share = ours["requests_per_s"] / floor["requests_per_s"]
+            lines.append(
+                f"- digits binary c=64, defaults on, every request new: {ours['requests_per_s']:,.0f} requests/s = "
+                f"**{share:.0%}** of the bare ASGI floor's {floor['requests_per_s']:,.0f} in the same run "
+                f"(target ≥ 45%: {'met' if share >= 0.45 else 'not met'})"
+            )
+    before = results.get("before", {})
+    for model, tensors in (("mlp", "json"), ("digits", "binary")):
+        found = before.get(f"{model} {tensors}, c=64")
+        if found:
+            old, new = found["medians"][BEFORE], found["medians"]["now"]
+            goal = " (target ≥ 1.5x: " + ("met)" if new / old >= 1.5 else "not met)") if model == "mlp" else ""
+            lines.append(
+                f"- {model} {tensors} c=64 against {BEFORE} (before this work), {ROUNDS} alternated runs: median "
+                f"{new:,.0f} vs {old:,.0f} requests/s = **{new / old:.2f}x**{goal}"
+            )
+    for model, data in results["models"].items():
+        ours = _find(data["wrk"], "servometer", "json", 1)
+        hand = _find(data["wrk"], "hand-written (FastAPI + orjson)", "json", 1)
+        if ours and hand:
+            ok = ours["p50_s"] <= hand["p50_s"]
+            lines.append(
+                f"- {model} json c=1: p50 {ours['p50_s'] * 1000:.2f} ms vs the hand-written endpoint's "
+                f"{hand['p50_s'] * 1000:.2f} ms (target no worse: {'met' if ok else 'not met'})"
+            )
+        over = []
+        checked = 0
+        for row in data["wrk"]:
+            if not str(row["server"]).startswith("servometer"):
+                continue
+            bound = _p99_bound(model, data, row["concurrency"], row["p50_s"])
+            if bound is None:
+                continue
+            checked += 1
+            if row["p99_s"] > bound:
+                over.append(
+                    f"{row['server']} {row['tensors']} c={row['concurrency']}: {row['p99_s'] * 1000:.2f} > "
+                    f"{bound * 1000:.2f} ms"
+                )
+        if checked:
+            verdict = "met" if not over else "not met: " + "; ".join(over)
+            lines.append(f"- {model} p99 within its bound in all {checked} Servometer rows: {verdict}")
+    return lines
+
+
+def _comparisons(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for title, found_by in (
+        ("Defaults against cache and monitoring off (digits, binary tensors)", results.get("defaults", {})),
+        (f"This checkout against {BEFORE}, before the request path's cost was worked on", results.get("before", {})),
+    ):
+        if not found_by:
+            continue
+        lines += ["", f"## {title}", "", f"{ROUNDS} rounds; each round starts with the next contender.", ""]
+        lines += ["| load | contender | requests/s, each run | median | median p50 ms |", "|---|---|---|---:|---:|"]
+        for label, found in found_by.items():
+            load = label if "c=" in label else f"{label}, c={found['concurrency']}"
+            for name, rates in found["rates"].items():
+                each = ", ".join(f"{rate:,.0f}" for rate in rates)
+                lines.append(
+                    f"| {load} | {name} | {each} | {found['medians'][name]:,.0f} | "
+                    f"{found['p50_medians'][name] * 1000:.2f} |"
+                )
+    return lines
+
+
 def _table(rows: list[dict[str, Any]], limit: float) -> list[str]:
     lines = [
         "| server | tensors | concurrency | requests/s (= samples/s) | p50 ms | p99 ms | of raw limit | errors |",
@@ -91,7 +191,8 @@ def write(results: dict[str, Any], folder: Path) -> None:
     ]
     for model, data in results["models"].items():
         lines += targets(model, data)
-    telemetry = results.get("telemetry")
+    lines += cost_targets(results)
+    telemetry = results["models"].get("digits", {}).get("telemetry")
     if telemetry:
         lines.append(
             f"- telemetry overhead, digits binary at concurrency 32: median {telemetry['median_on']:,.0f} requests/s "
@@ -119,6 +220,7 @@ def write(results: dict[str, Any], folder: Path) -> None:
         if data["perf_analyzer"]:
             lines += ["", "Second opinion, perf_analyzer on Servometer (batching on, binary tensors):", ""]
             lines += _table(data["perf_analyzer"], best["samples_per_s"])
+    lines += _comparisons(results)
     notes = folder / "notes.md"
     if notes.is_file():
         lines += ["", notes.read_text().rstrip()]

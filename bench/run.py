@@ -14,13 +14,14 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from app.repository.builder import build_models
 from app.schema.manifest import load_manifest
-from bench import loadgen, payloads, report, servers
+from bench import loadgen, overhead, payloads, report, servers
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -35,7 +36,7 @@ def progress(message: str) -> None:
 def raw_limits(model: str, max_batch: int, seconds: float) -> list[dict[str, float]]:
     command = [
         "taskset", "-c", servers.SERVER_CPU, sys.executable, "-m", "bench.raw", "--model", model,
-        "--file", str(payloads.MODELS / model / "model.fp32.onnx"), "--max-batch", str(max_batch),
+        "--file", str(payloads.repository(model) / model / "model.fp32.onnx"), "--max-batch", str(max_batch),
         "--seconds", str(seconds),
     ]  # fmt: skip
     output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=HERE.parent).stdout
@@ -110,16 +111,17 @@ def telemetry_overhead(bodies: dict[str, tuple[Path, int | None]], args: argpars
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["digits", "minilm"])
+    parser.add_argument("--models", nargs="+", default=["digits", "minilm", "mlp"])
     parser.add_argument("--concurrency", nargs="+", type=int, default=list(CONCURRENCY))
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run")
     parser.add_argument("--no-perf-analyzer", action="store_true")
     parser.add_argument("--no-telemetry-check", action="store_true", help="skip the telemetry on/off comparison")
+    parser.add_argument("--no-comparisons", action="store_true", help="skip the alternated comparisons")
     args = parser.parse_args()
 
-    build_models(payloads.MODELS, args.models)
-    unbatched = servers.repository_without_batching(payloads.MODELS, OUT / "repository-unbatched")
+    for repository in (payloads.MODELS, payloads.BENCH_MODELS):
+        build_models(repository, [m for m in args.models if payloads.repository(m) == repository] or None)
     results: dict[str, object] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -127,34 +129,56 @@ def main() -> None:
         "models": {},
     }
     for model in args.models:
-        manifest = load_manifest(payloads.MODELS / model)
-        progress(f"{model}: raw onnxruntime limit, batch 1..{manifest.batching.max_batch_size}, one core")
-        raw = raw_limits(model, manifest.batching.max_batch_size, max(1.0, args.seconds / 3))
-        bodies = write_bodies(model)
-        rows: list[dict[str, object]] = []
-        progress(f"{model}: Servometer, batching on")
-        with servers.servometer(payloads.MODELS, PORT, OUT / "servometer.log") as address:
-            rows += load_rows("servometer", address, model, bodies, args)
-            second = [] if args.no_perf_analyzer else perf_analyzer_rows(address, model, args)
-        progress(f"{model}: Servometer, batching off")
-        with servers.servometer(unbatched, PORT + 1, OUT / "servometer-unbatched.log") as address:
-            rows += load_rows("servometer (batching off)", address, model, bodies, args)
-        progress(f"{model}: naive FastAPI endpoint")
-        with servers.naive(payloads.MODELS / model / "model.fp32.onnx", PORT + 2, OUT / "naive.log") as address:
-            rows += load_rows("naive", address, model, bodies, args)
-        if model == "digits" and not args.no_telemetry_check:
-            progress("digits: telemetry on vs off")
-            results["telemetry"] = telemetry_overhead(bodies, args)
-        results["models"][model] = {  # type: ignore[index]
-            "max_queue_delay_ms": manifest.batching.max_queue_delay_ms,
-            "max_batch_size": manifest.batching.max_batch_size,
-            "raw": raw,
-            "wrk": rows,
-            "perf_analyzer": second,
-        }
+        results["models"][model] = measure_model(model, args)  # type: ignore[index]
+    if not args.no_comparisons:
+        with tempfile.TemporaryDirectory() as scratch, servers.revision(overhead.BEFORE, Path(scratch)) as tree:
+            results["before"] = {
+                load: found
+                for model, tensors in (("mlp", "json"), ("digits", "binary"))
+                if model in args.models
+                for load, found in overhead.against_before(tree, model, write_bodies(model)[tensors], args, OUT).items()
+            }
+        if "digits" in args.models:
+            results["defaults"] = overhead.defaults_against_off(write_bodies("digits"), args, OUT)
     (HERE / "results.json").write_text(json.dumps(results, indent=2))
     report.write(results, HERE)
     progress(f"wrote {HERE / 'RESULTS.md'} and plots in {HERE / 'plots'}")
+
+
+def measure_model(model: str, args: argparse.Namespace) -> dict[str, object]:
+    repository = payloads.repository(model)
+    manifest = load_manifest(repository / model)
+    progress(f"{model}: raw onnxruntime limit, batch 1..{manifest.batching.max_batch_size}, one core")
+    raw = raw_limits(model, manifest.batching.max_batch_size, max(1.0, args.seconds / 3))
+    bodies = write_bodies(model)
+    rows: list[dict[str, object]] = []
+    progress(f"{model}: Servometer, batching on")
+    with servers.servometer(repository, PORT, OUT / "servometer.log") as address:
+        rows += load_rows("servometer", address, model, bodies, args)
+        answers = overhead.capture(address, model, bodies, OUT)
+        second = [] if args.no_perf_analyzer or model == "mlp" else perf_analyzer_rows(address, model, args)
+    progress(f"{model}: Servometer, batching off")
+    unbatched = servers.repository_without_batching(repository, OUT / "repository-unbatched")
+    with servers.servometer(unbatched, PORT + 1, OUT / "servometer-unbatched.log") as address:
+        rows += load_rows("servometer (batching off)", address, model, bodies, args)
+    if model == "digits":
+        progress(f"{model}: Servometer as the demo configures it, every request new")
+        rows += overhead.defaults_rows(model, bodies, args, OUT)
+    progress(f"{model}: naive FastAPI endpoint, hand-written FastAPI + orjson endpoint, bare ASGI floor")
+    with servers.naive(repository / model / "model.fp32.onnx", PORT + 2, OUT / "naive.log") as address:
+        rows += load_rows("naive", address, model, bodies, args)
+    rows += overhead.reference_rows(model, answers, bodies, args, OUT)
+    found: dict[str, object] = {
+        "max_queue_delay_ms": manifest.batching.max_queue_delay_ms,
+        "max_batch_size": manifest.batching.max_batch_size,
+        "raw": raw,
+        "wrk": rows,
+        "perf_analyzer": second,
+    }
+    if model == "digits" and not args.no_telemetry_check:
+        progress("digits: telemetry on vs off")
+        found["telemetry"] = telemetry_overhead(bodies, args)
+    return found
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -19,8 +21,8 @@ ONE_THREAD = {"SERVOMETER_ONNX_INTRA_OP_THREADS": "1", "SERVOMETER_ONNX_INTER_OP
 NO_CACHE = {"SERVOMETER_CACHE_BACKEND": "off"}
 
 
-def repository_without_batching(source: Path, target: Path) -> Path:
-    """A copy of the repository (files hard-linked where possible) whose models all have batching off."""
+def repository_with(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of the repository (files hard-linked where possible) whose model.yaml files ``edit`` changed."""
     if target.exists():
         shutil.rmtree(target)
     for folder in (path.parent for path in source.glob("*/model.yaml")):
@@ -34,9 +36,41 @@ def repository_without_batching(source: Path, target: Path) -> Path:
                 except OSError:  # another file system
                     shutil.copy2(item, copy / item.name)
         manifest = yaml.safe_load((folder / "model.yaml").read_text())
-        manifest["batching"] = {**manifest.get("batching", {}), "max_batch_size": 0, "preferred_batch_sizes": []}
+        edit(manifest)
         (copy / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return target
+
+
+def _no_batching(manifest: dict[str, Any]) -> None:
+    manifest["batching"] = {**manifest.get("batching", {}), "max_batch_size": 0, "preferred_batch_sizes": []}
+
+
+def _stripped(manifest: dict[str, Any]) -> None:
+    manifest["cache"] = {**manifest.get("cache", {}), "enabled": False}
+    manifest.pop("monitoring", None)
+
+
+def repository_without_batching(source: Path, target: Path) -> Path:
+    return repository_with(source, target, _no_batching)
+
+
+def repository_stripped(source: Path, target: Path) -> Path:
+    """The same models with the result cache and monitoring (drift sampling, feedback ids) off."""
+    return repository_with(source, target, _stripped)
+
+
+@contextlib.contextmanager
+def revision(rev: str, scratch: Path) -> Iterator[Path]:
+    """The code of git revision ``rev`` in a worktree under ``scratch`` (removed afterwards), to run as
+    ``python -m app`` from there against this checkout's built repositories."""
+    tree = scratch / f"revision-{rev}"
+    if tree.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), rev], check=True)
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
 
 
 @contextlib.contextmanager
@@ -66,6 +100,31 @@ def servometer(
     return started(command, port, "/v2/health/ready", log, {**NO_CACHE, **(env or {})})
 
 
+def servometer_at(
+    tree: Path, models: Path, port: int, log: Path, env: dict[str, str] | None = None
+) -> contextlib.AbstractContextManager[str]:
+    """Servometer from the code in ``tree`` (another revision's worktree)."""
+    command = ["/usr/bin/env", "-C", str(tree), sys.executable, "-m", "app", "serve", "--no-build",
+               "--models", str(models), "--port", str(port)]  # fmt: skip
+    return started(command, port, "/v2/health/ready", log, {**NO_CACHE, **(env or {})})
+
+
 def naive(model_file: Path, port: int, log: Path) -> contextlib.AbstractContextManager[str]:
     command = [sys.executable, str(ROOT / "bench" / "naive_server.py"), "--model", str(model_file), "--port", str(port)]
     return started(command, port, "/docs", log)
+
+
+def handwritten(model_file: Path, port: int, log: Path) -> contextlib.AbstractContextManager[str]:
+    command = [sys.executable, str(ROOT / "bench" / "handwritten.py"), "--model", str(model_file), "--port", str(port)]
+    return started(command, port, "/docs", log)
+
+
+def bare(
+    response: Path, content_type: str, header_length: int | None, port: int, log: Path
+) -> contextlib.AbstractContextManager[str]:
+    """The bare ASGI floor answering ``response`` to every request (ready once it answers anything)."""
+    command = [sys.executable, str(ROOT / "bench" / "bare_asgi.py"), "--response", str(response),
+               "--content-type", content_type, "--port", str(port)]  # fmt: skip
+    if header_length is not None:
+        command += ["--header-length", str(header_length)]
+    return started(command, port, "/", log)
