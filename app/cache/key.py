@@ -7,6 +7,7 @@ binary data gives the same key. ``binary_data`` only changes how outputs are enc
 is left out.
 """
 
+import functools
 import hashlib
 import math
 import struct
@@ -29,17 +30,35 @@ class CorruptEntry(Exception):
 
 
 def cache_key(model: str, variant: str, digest: str, request: DecodedRequest, outputs: Iterable[str]) -> str:
-    hasher = hashlib.sha256()
-    hasher.update(f"v{FORMAT_VERSION}\0{model}\0{variant}\0{digest}\0".encode())
-    for tensor in sorted(request.inputs, key=lambda t: t.name):
-        hasher.update(f"{tensor.name}\0{tensor.datatype}\0{list(tensor.shape)}\0".encode())
+    hasher = _variant_hasher(model, variant, digest).copy()
+    for tensor in sorted(request.inputs, key=lambda t: t.name) if len(request.inputs) > 1 else request.inputs:
+        hasher.update(_tensor_header(tensor.name, tensor.datatype, tensor.array.shape))
         hasher.update(_tensor_bytes(tensor))
-    parameters = {
-        o.name: {k: v for k, v in (o.parameters or {}).items() if k not in _ENCODING_ONLY}
-        for o in request.outputs or ()
-    }
-    hasher.update(orjson.dumps([list(outputs), parameters], option=orjson.OPT_SORT_KEYS))
+    if request.outputs is None:
+        hasher.update(_outputs_part(tuple(outputs)))
+    else:
+        parameters = {
+            o.name: {k: v for k, v in (o.parameters or {}).items() if k not in _ENCODING_ONLY} for o in request.outputs
+        }
+        hasher.update(orjson.dumps([list(outputs), parameters], option=orjson.OPT_SORT_KEYS))
     return f"{model}:{variant}:{hasher.hexdigest()}"
+
+
+# What every request to a variant, a tensor of a given name and shape, or the default outputs hash the same:
+# formatted once, not per request (a probe or a hit computes a key on the request path).
+@functools.lru_cache(maxsize=256)
+def _variant_hasher(model: str, variant: str, digest: str) -> "hashlib._Hash":
+    return hashlib.sha256(f"v{FORMAT_VERSION}\0{model}\0{variant}\0{digest}\0".encode())
+
+
+@functools.lru_cache(maxsize=1024)
+def _tensor_header(name: str, datatype: str, shape: tuple[int, ...]) -> bytes:
+    return f"{name}\0{datatype}\0{list(shape)}\0".encode()
+
+
+@functools.lru_cache(maxsize=256)
+def _outputs_part(outputs: tuple[str, ...]) -> bytes:
+    return orjson.dumps([list(outputs), {}], option=orjson.OPT_SORT_KEYS)
 
 
 def _tensor_bytes(tensor: Tensor) -> bytes:

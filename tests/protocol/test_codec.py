@@ -261,3 +261,20 @@ def test_a_json_body_with_more_values_than_the_model_takes_is_refused_before_par
 def test_a_json_body_within_the_value_budget_decodes():
     body = _json({"inputs": [{"name": "x", "datatype": "FP32", "shape": [64, 64], "data": [0.5] * 4096}]})
     assert decode_request(body, None, max_values=4096).inputs[0].shape == (64, 64)
+
+
+def test_requests_sharing_a_binary_header_each_get_their_own_tensors():
+    header = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "parameters": {"binary_data_size": 8}}]}
+    )
+    first = decode_request(header + np.array([1, 2], np.float32).tobytes(), len(header))
+    second = decode_request(header + np.array([3, 4], np.float32).tobytes(), len(header))
+    assert first.inputs[0].array.tolist() == [[1, 2]]
+    assert second.inputs[0].array.tolist() == [[3, 4]]
+
+
+def test_an_invalid_binary_header_is_refused_every_time_it_comes():
+    header = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "parameters": {}}]})
+    for _ in range(2):
+        with pytest.raises(InvalidRequest, match=r"inputs\[0\]\.shape\[0\]"):
+            decode_request(header + b"\0" * 4, len(header))
