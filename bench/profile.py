@@ -1,23 +1,31 @@
-"""Where the request path's time goes: ``python -m bench.profile [--revision REV]``.
+"""Where the request path's time goes, before and after: ``python -m bench.profile`` (part of ``make bench``)
+writes bench/PROFILE.md.
 
-Servometer (the checkout, or REV from a git worktree) pinned to core 0 with the demo's own configuration
-(cache and monitoring on), wrk on core 1 sending digits with binary tensors at concurrency 64, every request
-new; py-spy samples the server's thread holding the GIL (``--gil``: the event loop's work, not idle threads) for
-``--seconds``. Prints the functions with the most samples of their own, and their callers' share.
+Servometer at :data:`bench.overhead.BEFORE` (a git worktree) and at the checkout, each pinned to core 0 with the
+demo's own configuration (cache and monitoring on), wrk on core 1 sending digits with binary tensors at
+concurrency 64, every request new; py-spy samples the server's thread holding the GIL (``--gil``: the event
+loop's work, not idle threads) for ``--seconds``. Lists the lines with the most samples of their own.
 """
 
 import argparse
 import collections
+import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from bench import loadgen, payloads, servers
+from bench.overhead import BEFORE
 from bench.run import write_bodies
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 PORT = 8420
+# Installed by the bench extra beside this Python, which need not be on PATH.
+PY_SPY = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
 
 
 def top(folded: Path, count: int) -> list[str]:
@@ -46,7 +54,7 @@ def profile(tree: Path, seconds: float, out: Path) -> tuple[float, list[str]]:
             target=lambda: result.append(loadgen.wrk(url, body, header_length, 64, seconds + 2, vary))
         )
         load.start()
-        command = ["taskset", "-c", loadgen.LOADGEN_CPU, "py-spy", "record", "--pid", str(pid), "--gil", "--duration",
+        command = ["taskset", "-c", loadgen.LOADGEN_CPU, PY_SPY, "record", "--pid", str(pid), "--gil", "--duration",
                    str(int(seconds)), "--rate", "200", "--format", "raw", "--output", str(folded)]  # fmt: skip
         subprocess.run(command, check=True, capture_output=True)
         load.join()
@@ -61,17 +69,28 @@ def _server_pid(port: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--revision", help="profile this git revision instead of the checkout")
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
+    found = {}
     with tempfile.TemporaryDirectory() as scratch:
-        if args.revision:
-            with servers.revision(args.revision, Path(scratch)) as tree:
-                rate, lines = profile(tree, args.seconds, Path(scratch))
-        else:
-            rate, lines = profile(ROOT, args.seconds, Path(scratch))
-    print(f"{args.revision or 'checkout'}: {rate:,.0f} requests/s under the profiler; own samples:")
-    print("\n".join(lines))
+        with servers.revision(BEFORE, Path(scratch)) as tree:
+            print(f"profiling {BEFORE}", flush=True)
+            found[BEFORE] = profile(tree, args.seconds, Path(scratch))
+        print("profiling the checkout", flush=True)
+        found["checkout"] = profile(ROOT, args.seconds, Path(scratch))
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [
+        "# Request path profile",
+        "",
+        f"`python -m bench.profile` ({when}): py-spy on the server's GIL-holding thread for {args.seconds:g} s, "
+        "digits with binary tensors at concurrency 64, every request new, the demo's own model.yaml (cache and "
+        "monitoring on); server on core 0, wrk and py-spy on core 1. Share of samples spent in each line itself "
+        "(requests/s are under the profiler, lower than without it).",
+    ]
+    for label, (rate, top_lines) in found.items():
+        lines += ["", f"## {label}: {rate:,.0f} requests/s", "", "```", *top_lines, "```"]
+    (HERE / "PROFILE.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {HERE / 'PROFILE.md'}")
 
 
 if __name__ == "__main__":
