@@ -71,7 +71,7 @@ class InferenceService(ServingLifecycle):
         """Most numbers a JSON request to ``variant`` can carry and still be valid, so a body holding more is
         refused before it is parsed into Python objects (~30 bytes per number): the model's bound where its
         model.yaml gives one, and never more than ``max_json_values``."""
-        serving = self._serving.get((variant.model_name, variant.name))
+        serving = self._serving.get(variant.key)
         bound = serving.check.max_values if serving is not None else most_values(variant.manifest)
         return self.max_json_values if bound is None else min(bound, self.max_json_values)
 
@@ -118,7 +118,7 @@ class InferenceService(ServingLifecycle):
         front = self._front if variant.cached else None
         if front is None:
             produced, status = await _compute(job), "off"
-        elif not (use_cache and ("cache" not in request.parameters or _cache_wanted(request))):
+        elif not (use_cache and _cache_wanted(request)):
             front.bypassed(variant.model_name)
             produced, status = await _compute(job), "bypass"
         elif not front.admits(variant.model_name):
@@ -198,7 +198,9 @@ async def _compute(job: _ModelWork) -> dict[str, np.ndarray]:
 
 
 def _cache_wanted(request: DecodedRequest) -> bool:
-    value = request.parameters.get("cache", True)
+    if "cache" not in request.parameters:  # nearly every request: no lookup of a default, no type check
+        return True
+    value = request.parameters["cache"]
     if not isinstance(value, bool):
         raise InvalidRequest(f"parameter 'cache' must be true or false, got {value!r}")
     return value

@@ -2,27 +2,25 @@
 model call per request, no pydantic, no batching. It reads JSON and the binary tensor extension the plainest way,
 so it takes the very same bodies as Servometer, and answers in the same formats.
 
-``python bench/handwritten.py --model FILE --port P``
+``python -m bench.handwritten --model FILE --port P``
 """
 
 import argparse
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request, Response
+
+from bench.sessions import cpu_session
 
 DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype(np.float32), "INT64": np.dtype(np.int64)}
 DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
 
 
 def create_app(model: str, threads: int) -> FastAPI:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model, threads)
     names = [output.name for output in session.get_outputs()]
     app = FastAPI()
 

@@ -5,11 +5,12 @@ import argparse
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel
+
+from bench.sessions import cpu_session
 
 DTYPES = {"FP32": np.float32, "INT64": np.int64}
 
@@ -29,9 +30,7 @@ class InferRequest(BaseModel):
 
 
 def create_app(model: str, threads: int) -> FastAPI:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model, threads)
     app = FastAPI()
 
     @app.post("/v2/models/{name}/infer")

@@ -9,17 +9,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from bench.payloads import sample_inputs
+from bench.sessions import cpu_session
 
 
 def measure(model_file: Path, inputs: dict[str, np.ndarray], batch: int, seconds: float) -> dict[str, float]:
     """Calls per second and latency of one model call on ``batch`` copies of ``inputs`` (one thread)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model_file)
     feed = {name: np.repeat(array, batch, axis=0) for name, array in inputs.items()}
     for _ in range(20):
         session.run(None, feed)

@@ -110,12 +110,12 @@ def servometer_at(
 
 
 def naive(model_file: Path, port: int, log: Path) -> contextlib.AbstractContextManager[str]:
-    command = [sys.executable, str(ROOT / "bench" / "naive_server.py"), "--model", str(model_file), "--port", str(port)]
+    command = [sys.executable, "-m", "bench.naive_server", "--model", str(model_file), "--port", str(port)]
     return started(command, port, "/docs", log)
 
 
 def handwritten(model_file: Path, port: int, log: Path) -> contextlib.AbstractContextManager[str]:
-    command = [sys.executable, str(ROOT / "bench" / "handwritten.py"), "--model", str(model_file), "--port", str(port)]
+    command = [sys.executable, "-m", "bench.handwritten", "--model", str(model_file), "--port", str(port)]
     return started(command, port, "/docs", log)
 
 

@@ -31,7 +31,7 @@ class CorruptEntry(Exception):
 
 def cache_key(model: str, variant: str, digest: str, request: DecodedRequest, outputs: Iterable[str]) -> str:
     hasher = _variant_hasher(model, variant, digest).copy()
-    for tensor in sorted(request.inputs, key=lambda t: t.name) if len(request.inputs) > 1 else request.inputs:
+    for tensor in sorted(request.inputs, key=lambda t: t.name):
         hasher.update(_tensor_header(tensor.name, tensor.datatype, tensor.array.shape))
         hasher.update(_tensor_bytes(tensor))
     if request.outputs is None:

@@ -41,7 +41,7 @@ class FeedbackLedger:
         # BLAKE2b takes keys of up to 64 bytes; the secret (any length) is hashed down to one.
         self._key = hashlib.blake2b(secret or secrets.token_bytes(32), digest_size=64).digest()
         self.judged = judged or MemoryJudged()
-        # Processes sharing the secret (workers, replicas) each count from a random 63-bit start, so their ids stay
+        # Processes sharing the secret (workers, replicas) each count from a random 62-bit start, so their ids stay
         # apart when two answers of the same class expire in the same millisecond.
         self._serials = itertools.count(secrets.randbits(62))
         self._prefixes: dict[tuple[str, str], bytes] = {}
