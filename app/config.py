@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     """Where variant reports are kept between restarts; ``<models>/.reports`` when unset. Not writable: memory only."""
     report_at_load: bool = False
     """Measure every model's variant report in the background once loaded (always done for ``fastest_within``)."""
+    allow_model_code: bool = False
+    """Let ``python`` processing steps run the model folders' own ``process.py`` in the server's process. Off: a
+    model with such a step is not served (the management API could otherwise load code dropped in a folder)."""
 
     api_keys: list[str] = Field(default_factory=list)
     """Keys that may call inference and model routes (``Authorization: Bearer <key>``); empty: open. JSON list."""

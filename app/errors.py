@@ -102,3 +102,7 @@ class ModelFailed(ServingError):
 
     status = 500
     outcome = "server_error"
+
+
+class StepFailed(ServingError):
+    """A processing step before or after the model failed on a request; the message names the step."""

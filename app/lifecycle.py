@@ -66,12 +66,12 @@ class ServingLifecycle:
         is marked unavailable with the model's error."""
         serving: dict[tuple[str, str], Serving] = {}
         for variant in entry.variants.values():
-            if variant.state is not VariantState.LOADED or variant.runtime is None:
+            if variant.state is not VariantState.LOADED or variant.runtime is None or variant.pipeline is None:
                 continue
             label = f"model '{variant.model_name}' variant '{variant.name}'"
             metrics = self.metrics.for_variant(variant.model_name, variant.name)
             alone = variant.spec.batch_dependent
-            batcher = DynamicBatcher(label, variant.runtime, variant.manifest.batching, metrics, alone=alone)
+            batcher = DynamicBatcher(label, variant.pipeline, variant.manifest.batching, metrics, alone=alone)
             batcher.start()
             outputs = tuple(spec.name for spec in variant.manifest.outputs)
             try:
@@ -79,7 +79,7 @@ class ServingLifecycle:
             except Exception as exc:  # a model that cannot answer one call is not served
                 await batcher.close(0)
                 await asyncio.to_thread(variant.runtime.close)
-                variant.runtime = None
+                variant.runtime = variant.pipeline = None
                 # The model's own message (which names the runtime's source files) goes to the log, not to clients.
                 reason = f"its warm-up call failed ({type(exc).__name__}; the server's log has the error)"
                 variant.state, variant.reason = VariantState.UNAVAILABLE, reason

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    registry = Registry(settings.models, runtime_options(settings))
+    registry = Registry(settings.models, runtime_options(settings), settings.allow_model_code)
     metrics = Metrics(settings.latency_buckets)
     cache = build_cache(settings, metrics)
     reports = VariantReports(

@@ -10,7 +10,7 @@ from app.protocol.datatypes import triton_type
 from app.protocol.schemas import ModelMetadata, TensorMetadata
 from app.repository.registry import Variant, VariantState
 from app.runtimes.base import BACKENDS, PLATFORMS
-from app.schema.manifest import TensorSpec
+from app.schema.tensors import TensorSpec
 
 router = APIRouter(tags=["models"])
 # NOTE: the stats routes come first: "/v2/models/stats" would otherwise match "/v2/models/{model}".

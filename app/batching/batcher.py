@@ -19,11 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from app.batching.calls import Batch, Job, Part, Stuck, concatenate, distribute, fail, request_ids, timed_infer
+from app.batching.calls import Batch, Job, Part, Stuck, concatenate, distribute, fail, request_ids
 from app.batching.forming import collect, dispatch_reason, trim
 from app.batching.pending import PendingRequest, signature_of
 from app.errors import ClientTimeout, ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, ServingError, Unavailable
-from app.runtimes.base import Runtime
+from app.processing.pipeline import Computed, Pipeline
 from app.schema.manifest import BatchingSpec
 from app.telemetry.request_ids import REQUEST_ID
 from app.telemetry.views import VariantMetrics
@@ -35,11 +35,11 @@ RETRY_AFTER_S = "1"
 
 class DynamicBatcher:
     def __init__(
-        self, label: str, runtime: Runtime, spec: BatchingSpec, metrics: VariantMetrics, alone: bool = False
+        self, label: str, pipeline: Pipeline, spec: BatchingSpec, metrics: VariantMetrics, alone: bool = False
     ) -> None:
         self.label = label
         """Names the variant in errors, e.g. ``model 'digits' variant 'fp32'``."""
-        self._runtime = runtime
+        self._pipeline = pipeline
         self._spec = spec
         self._metrics = metrics
         metrics.queue_capacity.set(spec.max_queue_size)
@@ -81,7 +81,7 @@ class DynamicBatcher:
         """One model call on the batcher's own thread, outside the queue and the metrics, so lazy initialisation
         (the thread, memory arenas, kernels chosen on the first run) is paid before readiness, not by the first
         request. Raises what the model raises."""
-        await self._loop.run_in_executor(self._executor, self._runtime.infer, inputs, outputs)
+        await self._loop.run_in_executor(self._executor, self._pipeline.run, inputs, outputs)
 
     @property
     def depth(self) -> int:
@@ -261,9 +261,7 @@ class DynamicBatcher:
 
     def _execute_inline(self, job: Job) -> None:
         try:
-            outcome: tuple[dict[str, np.ndarray], float] | Exception = timed_infer(
-                self._runtime, job.inputs, job.outputs
-            )
+            outcome: Computed | Exception = self._pipeline.run(job.inputs, job.outputs)
         except Exception as exc:
             outcome = exc
         if isinstance(outcome, Exception) and len(job.members) > 1:
@@ -326,11 +324,11 @@ class DynamicBatcher:
 
     async def _call(
         self, inputs: dict[str, np.ndarray], outputs: tuple[str, ...], members: list[PendingRequest]
-    ) -> tuple[dict[str, np.ndarray], float] | Exception:
+    ) -> Computed | Exception:
         """One model call on the variant's thread: its outputs and seconds, or what it raised. Raises
         :class:`Stuck` when it runs past ``compute_timeout_ms`` (its members are failed 504, and the instance is
         freed only when the call returns)."""
-        call = self._loop.run_in_executor(self._executor, timed_infer, self._runtime, inputs, outputs)
+        call = self._loop.run_in_executor(self._executor, self._pipeline.run, inputs, outputs)
         try:
             if self._compute_timeout:
                 return await asyncio.wait_for(asyncio.shield(call), self._compute_timeout)
@@ -364,7 +362,7 @@ class DynamicBatcher:
                 self._failed(part, part.outcome, traced=traced)
                 traced = True
             else:
-                self._finish(part, *part.outcome)
+                self._finish(part, part.outcome)
 
     def _failed(self, part: Part, exc: Exception, traced: bool) -> None:
         members = request_ids(part.members)
@@ -373,13 +371,16 @@ class DynamicBatcher:
         # The model's own message stays in the log: it names the runtime's source files, nothing a client can use.
         fail(part.members, ModelFailed(f"{self.label} failed on this request (the server's log has the error)"))
 
-    def _finish(self, part: Part, produced: dict[str, np.ndarray], seconds: float) -> None:
+    def _finish(self, part: Part, computed: Computed) -> None:
+        seconds = computed.compute_s + computed.before_s + computed.after_s
         per_sample = seconds / part.samples
         self._per_sample = per_sample if self._per_sample is None else 0.8 * self._per_sample + 0.2 * per_sample
         started = time.perf_counter()
-        distribute(part.members, produced, part.samples, self.label)
+        distribute(part.members, computed.outputs, part.samples, self.label)
         output_s = time.perf_counter() - started
-        self._metrics.computed(part.samples, len(part.members), seconds, part.input_s, output_s)
+        self._metrics.computed(part.samples, len(part.members), computed.compute_s, part.input_s, output_s)
+        if computed.before_s or computed.after_s:  # a model with processing steps
+            self._metrics.processed(computed.before_s, computed.after_s, computed.tokens_sent, computed.tokens_computed)
 
     async def close(self, timeout: float) -> None:
         """Stop taking requests, finish the queued and running ones within ``timeout``, fail what is left."""

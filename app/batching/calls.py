@@ -1,13 +1,12 @@
 """A batch and its model call: what the dispatcher forms, joins, runs and splits back to its requests."""
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from app.batching.pending import PendingRequest
 from app.errors import ModelFailed, ServingError
-from app.runtimes.base import Runtime
+from app.processing.pipeline import Computed
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,21 +33,13 @@ class Part:
 
     members: list[PendingRequest]
     samples: int
-    outcome: tuple[dict[str, np.ndarray], float] | Exception
+    outcome: Computed | Exception
     input_s: float
     """Time spent joining the members' inputs for the call."""
 
 
 class Stuck(Exception):
     """A model call ran past ``compute_timeout_ms``: its requests are answered, its instance stays busy."""
-
-
-def timed_infer(
-    runtime: Runtime, inputs: dict[str, np.ndarray], outputs: tuple[str, ...]
-) -> tuple[dict[str, np.ndarray], float]:
-    started = time.perf_counter()
-    produced = runtime.infer(inputs, outputs)
-    return produced, time.perf_counter() - started
 
 
 def concatenate(members: list[PendingRequest]) -> dict[str, np.ndarray]:

@@ -73,7 +73,9 @@ def load_calibration(folder: Path, manifest: ModelManifest) -> list[dict[str, np
 
 
 def _inputs(path: Path, manifest: ModelManifest, spec: EvaluationSpec, limit: int | None) -> dict[str, np.ndarray]:
-    return {tensor.name: _array(path, spec.inputs.get(tensor.name, tensor.name))[:limit] for tensor in manifest.inputs}
+    """The model file's inputs (evaluation runs the variant alone, without the processing steps around it)."""
+    names = [tensor.name for tensor in manifest.model_inputs]
+    return {name: _array(path, spec.inputs.get(name, name))[:limit] for name in names}
 
 
 def _array(path: Path, name: str) -> np.ndarray:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from app.errors import InvalidRequest, NotFound, Unavailable
+from app.processing.pipeline import Pipeline
 from app.repository.build_record import incomplete_build
 from app.runtimes.base import Runtime, RuntimeLoadError, RuntimeOptions, within_allowance
 from app.runtimes.cpus import read_allowance
@@ -48,6 +49,8 @@ class Variant:
     state: VariantState = VariantState.LOADING
     reason: str = ""
     runtime: Runtime | None = None
+    pipeline: Pipeline | None = None
+    """The runtime with the model's processing steps: what the batcher runs (set with ``runtime``)."""
     digest: str = ""
     load_seconds: float = 0.0
     model_name: str = field(init=False)
@@ -97,9 +100,11 @@ class ModelEntry:
 
 
 class Registry:
-    def __init__(self, root: Path, options: RuntimeOptions) -> None:
+    def __init__(self, root: Path, options: RuntimeOptions, allow_model_code: bool = False) -> None:
         self.root = root
         self.options = options
+        self.allow_model_code = allow_model_code
+        """Whether ``python`` processing steps may run the model folders' own process.py."""
         self._models: dict[str, ModelEntry] = {}
         self._required: set[str] = set()
         """Models marked required, remembered after an unload: without them the server is not ready."""
@@ -156,7 +161,7 @@ class Registry:
         for variant in entry.variants.values():
             if variant.runtime is not None:
                 variant.runtime.close()
-                variant.runtime = None
+                variant.runtime = variant.pipeline = None
             variant.state, variant.reason = VariantState.UNAVAILABLE, "unloaded"
 
     def load_all(self) -> None:
@@ -190,13 +195,22 @@ class Registry:
         started = time.perf_counter()
         try:
             runtime = load_variant_runtime(variant.spec.runtime, variant.path, self.options, variant.manifest)
-            check_signature(variant.manifest, runtime)
+            try:
+                check_signature(variant.manifest, runtime)
+                manifest = variant.manifest
+                folder, budget = variant.path.parent, manifest.batching.max_batch_tokens
+                pipeline = Pipeline(runtime, manifest.steps, folder, budget, self.allow_model_code)
+            except RuntimeLoadError:
+                runtime.close()
+                raise
             variant.digest = file_digest(variant.path)
+            if variant.manifest.steps:  # the steps decide answers too: cached ones must follow them
+                variant.digest = hashlib.sha256((variant.digest + pipeline.fingerprint).encode()).hexdigest()
         except RuntimeLoadError as exc:
             variant.state, variant.reason = VariantState.UNAVAILABLE, self.public(str(exc))
             log.error("model '%s' variant '%s' is unavailable: %s", variant.model_name, variant.name, exc)
             return
-        variant.runtime, variant.state = runtime, VariantState.LOADED
+        variant.runtime, variant.pipeline, variant.state = runtime, pipeline, VariantState.LOADED
         variant.load_seconds = time.perf_counter() - started
         log.info(
             "loaded model '%s' variant '%s' (%s on %s) in %.2fs",
@@ -294,10 +308,15 @@ def _links_out(folder: Path, variant_files: list[Path]) -> list[str]:
 
 
 def check_signature(manifest: ModelManifest, runtime: Runtime) -> None:
-    """The manifest's tensors must exist in the file with the same datatype and compatible shape."""
+    """The tensors the manifest says the file has (what clients send and get, as the processing steps turn them)
+    must exist in the file with the same datatype and compatible shape."""
+    returned = {info.name for info in runtime.outputs()}
+    unread = [name for name in manifest.step_reads if name not in returned]
+    if unread:
+        raise RuntimeLoadError(f"the steps after the model read outputs {unread} the file does not have")
     for kind, declared, actual in (
-        ("input", manifest.inputs, runtime.inputs()),
-        ("output", manifest.outputs, runtime.outputs()),
+        ("input", manifest.model_inputs, runtime.inputs()),
+        ("output", manifest.model_outputs, runtime.outputs()),
     ):
         found = {info.name: info for info in actual}
         for spec in declared:

@@ -4,7 +4,8 @@ from pathlib import Path
 from typing import Literal
 
 from app.runtimes.base import Runtime, RuntimeLoadError, RuntimeOptions, TensorInfo
-from app.schema.manifest import ModelManifest, TensorSpec
+from app.schema.manifest import ModelManifest
+from app.schema.tensors import TensorSpec
 
 
 def tensor_info(spec: TensorSpec) -> TensorInfo:
@@ -14,9 +15,11 @@ def tensor_info(spec: TensorSpec) -> TensorInfo:
 def load_variant_runtime(
     kind: Literal["onnx", "torchscript"], path: Path, options: RuntimeOptions, manifest: ModelManifest
 ) -> Runtime:
-    """Load a variant's file with the tensors its model.yaml declares (formats without tensor metadata need them)."""
-    inputs = [tensor_info(spec) for spec in manifest.inputs]
-    return load_runtime(kind, path, options, inputs, [tensor_info(spec) for spec in manifest.outputs])
+    """Load a variant's file with the tensors its model.yaml says the file has (formats without tensor metadata
+    need them): what clients send and get, as the model's processing steps turn them."""
+    inputs = [tensor_info(spec) for spec in manifest.model_inputs]
+    outputs = [tensor_info(spec) for spec in manifest.model_outputs]
+    return load_runtime(kind, path, options, inputs, outputs)
 
 
 def load_runtime(

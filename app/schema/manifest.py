@@ -4,93 +4,27 @@ Shapes are the tensor's full shape as sent on the wire, batch dimension first; -
 """
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, Literal
 
-import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from app.protocol.codec import describe_validation_error
-from app.protocol.datatypes import DATATYPES, numpy_dtype
+from app.schema.steps import StepsSpec, model_tensors
+from app.schema.tensors import StrictModel, TensorSpec, relative_file
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MANIFEST_FILE = "model.yaml"
 REFERENCE_FILE = "reference-stats.json"
 """Written by the build for models with ``monitoring``: the evaluation set's statistics, which drift compares with."""
 
-Dim = Annotated[int, Field(ge=-1)]
-
 
 class ManifestError(Exception):
     """A model.yaml that cannot be used; the message names the file and the field."""
 
 
-class _Strict(BaseModel):
-    # A misspelt key is an error, not a silently ignored setting.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TensorSpec(_Strict):
-    name: str = Field(min_length=1)
-    datatype: str
-    shape: list[Dim] = Field(min_length=1)
-    max_shape: list[Dim] | None = None
-    """Upper bounds for dynamic dimensions (-1: unbounded), e.g. a model's longest token sequence."""
-    finite_only: bool = False
-    """Inputs only: refuse NaN and Inf (400) instead of handing them to the model."""
-    value_range: tuple[float, float] | None = None
-    """Inputs only: the lowest and highest value the model accepts (e.g. token ids within the vocabulary); other
-    values are refused with 400 rather than reaching the runtime, which would fail the whole batch."""
-    same_shape_as: str | None = None
-    """Inputs only: another input this one must match in shape (an attention mask and its token ids), so a mismatch
-    is the client's 400 instead of a failure inside the model."""
-
-    @field_validator("datatype")
-    @classmethod
-    def _known_datatype(cls, value: str) -> str:
-        if value not in DATATYPES:
-            raise ValueError(f"unknown datatype '{value}'; expected one of {', '.join(DATATYPES)}")
-        return value
-
-    @field_validator("shape")
-    @classmethod
-    def _no_zero_dims(cls, value: list[int]) -> list[int]:
-        if 0 in value:
-            raise ValueError("dimensions are positive sizes or -1 (dynamic)")
-        return value
-
-    @model_validator(mode="after")
-    def _max_shape_fits(self) -> "TensorSpec":
-        if self.max_shape is not None and (len(self.max_shape) != len(self.shape) or 0 in self.max_shape):
-            raise ValueError(
-                f"max_shape {self.max_shape} must have one positive size or -1 per dimension of {self.shape}"
-            )
-        return self
-
-    @field_validator("value_range")
-    @classmethod
-    def _ordered_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not value[0] <= value[1]:
-            raise ValueError(f"value_range [{value[0]}, {value[1]}] must list the lowest value first")
-        return value
-
-    def example(self) -> np.ndarray:
-        """The smallest tensor this input accepts: one sample, every dynamic dimension 1, every value 1 (or the
-        nearest value inside ``value_range``; ones rather than zeros, so attention masks select something)."""
-        shape = [1 if dim == -1 else dim for dim in self.shape]
-        if self.datatype == "BYTES":
-            return np.full(shape, b"1", dtype=np.object_)
-        low, high = self.value_range or (1, 1)
-        return np.full(shape, min(max(1, low), high), dtype=numpy_dtype(self.datatype))
-
-    def bounds(self) -> list[int]:
-        """Per dimension, the largest size allowed (-1: any)."""
-        fixed = self.max_shape or [-1] * len(self.shape)
-        return [want if want != -1 else limit for want, limit in zip(self.shape, fixed, strict=True)]
-
-
-class VariantSpec(_Strict):
+class VariantSpec(StrictModel):
     name: str = Field(pattern=NAME_PATTERN.pattern)
     """Addressable in place of the version number, e.g. ``fp32``."""
     version: int | None = Field(default=None, ge=1)
@@ -108,10 +42,10 @@ class VariantSpec(_Strict):
     @field_validator("file")
     @classmethod
     def _inside_model_folder(cls, value: str) -> str:
-        return _relative_file(value)
+        return relative_file(value)
 
 
-class BatchingSpec(_Strict):
+class BatchingSpec(StrictModel):
     max_batch_size: int = Field(default=0, ge=0)
     """Largest number of samples in one model call; 0 or 1 turns batching off."""
     max_queue_delay_ms: float = Field(default=0.0, ge=0)
@@ -123,6 +57,10 @@ class BatchingSpec(_Strict):
     max_queue_size: int = Field(default=1024, ge=1)
     """Requests waiting beyond this are rejected at once with ``overload_status`` and Retry-After."""
     overload_status: Literal[503, 429] = 503
+    max_batch_tokens: int = Field(default=0, ge=0)
+    """Models with a ``tokenize`` step: the most tokens one model call computes (samples x its longest text,
+    padding included). A batch past it is cut into calls of texts of similar length; a text alone is never
+    refused for it. 0: no budget, one call per batch."""
     instances: int = Field(default=1, ge=1)
     """Batches of one variant computing at the same time."""
     priority_levels: int = Field(default=1, ge=1)
@@ -160,12 +98,12 @@ class BatchingSpec(_Strict):
         return self.default_priority_level or self.priority_levels
 
 
-class CacheSpec(_Strict):
+class CacheSpec(StrictModel):
     enabled: bool = True
     ttl_s: float = Field(default=300.0, gt=0)
 
 
-class ObjectivesSpec(_Strict):
+class ObjectivesSpec(StrictModel):
     """Service-level objectives, exported as gauges so alert rules compare against the model's own thresholds."""
 
     latency_p99_s: float | None = Field(default=None, gt=0)
@@ -181,7 +119,7 @@ class ObjectivesSpec(_Strict):
     """Accuracy from feedback (or share judged relevant) below which the model is considered wrong in production."""
 
 
-class MonitoringSpec(_Strict):
+class MonitoringSpec(StrictModel):
     """Watching the model's quality in production: input and prediction drift against the reference statistics
     its build stored, and live accuracy from feedback. Needs an ``evaluation`` block."""
 
@@ -197,14 +135,7 @@ class MonitoringSpec(_Strict):
     """Feedback items live accuracy is computed over (the most recent ones)."""
 
 
-def _relative_file(value: str) -> str:
-    path = PurePosixPath(value)
-    if path.is_absolute() or ".." in path.parts or "\\" in value or "://" in value:
-        raise ValueError("must be a relative path inside the model's folder (no '..', no URL)")
-    return value
-
-
-class EvaluationSpec(_Strict):
+class EvaluationSpec(StrictModel):
     """How variants are compared: the report's quality figures, ``servometer optimize``'s checks, and the
     ``fastest_within`` routing policy all read it."""
 
@@ -230,7 +161,7 @@ class EvaluationSpec(_Strict):
     @field_validator("data", "calibration")
     @classmethod
     def _inside_model_folder(cls, value: str | None) -> str | None:
-        return None if value is None else _relative_file(value)
+        return None if value is None else relative_file(value)
 
     @model_validator(mode="after")
     def _labels_for_classifiers(self) -> "EvaluationSpec":
@@ -239,7 +170,7 @@ class EvaluationSpec(_Strict):
         return self
 
 
-class RoutingSpec(_Strict):
+class RoutingSpec(StrictModel):
     """Which variant serves requests that name none."""
 
     policy: Literal["default", "weighted", "shadow", "fastest_within"] = "default"
@@ -254,7 +185,7 @@ class RoutingSpec(_Strict):
     1 - mean cosine for embeddings) the chosen variant may have."""
 
 
-class ModelManifest(_Strict):
+class ModelManifest(StrictModel):
     name: str = Field(pattern=NAME_PATTERN.pattern)
     description: str = ""
     required: bool = False
@@ -270,6 +201,9 @@ class ModelManifest(_Strict):
     evaluation: EvaluationSpec | None = None
     monitoring: MonitoringSpec | None = None
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    steps: StepsSpec = Field(default_factory=StepsSpec)
+    """Processing before and after the model: ``inputs`` and ``outputs`` are then what clients send and get, and
+    the model file takes and returns what the steps make of them (:attr:`model_inputs`)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelManifest":
@@ -288,6 +222,7 @@ class ModelManifest(_Strict):
         if self.default_variant is not None and self.default_variant not in names:
             raise ValueError(f"default_variant '{self.default_variant}' is not one of the variants {names}")
         self._check_routing(names)
+        self._check_steps()
         for tensor in self.outputs:
             if tensor.value_range is not None or tensor.finite_only:
                 raise ValueError(f"output '{tensor.name}': value_range and finite_only apply to inputs only")
@@ -322,6 +257,37 @@ class ModelManifest(_Strict):
             raise ValueError("'monitoring' needs an 'evaluation' block: drift is measured against its data")
         if routing.policy == "fastest_within" and self.evaluation is None:
             raise ValueError("routing policy 'fastest_within' needs an 'evaluation' block to measure quality")
+
+    def _check_steps(self) -> None:
+        model_tensors(self.steps, self.inputs, self.outputs)  # raises for a step reading what nothing makes
+        texts = {spec.name: spec for spec in self.inputs}
+        for step in self.steps.before:
+            if step.kind == "tokenize" and step.input in texts and texts[step.input].datatype != "BYTES":
+                raise ValueError(f"steps.before: tokenize reads '{step.input}', which must be a BYTES input")
+        made = {spec.name for step in (*self.steps.before, *self.steps.after) for spec in step.makes()}
+        clash = sorted(made & {spec.name for spec in self.inputs})
+        if clash:
+            raise ValueError(f"steps make tensors named like inputs clients send: {clash}")
+
+    @property
+    def model_inputs(self) -> list[TensorSpec]:
+        """What the model file takes: ``inputs``, as the steps before the model turn them."""
+        return model_tensors(self.steps, self.inputs, self.outputs)[0]
+
+    @property
+    def model_outputs(self) -> list[TensorSpec]:
+        """The declared outputs the model file returns itself (the steps make the others)."""
+        return model_tensors(self.steps, self.inputs, self.outputs)[1]
+
+    @property
+    def step_reads(self) -> list[str]:
+        """Outputs of the model file that the steps after it read, beyond :attr:`model_outputs`."""
+        return model_tensors(self.steps, self.inputs, self.outputs)[2]
+
+    @property
+    def text_inputs(self) -> list[str]:
+        """Inputs a tokenize step reads: each element must be UTF-8 text."""
+        return [step.input for step in self.steps.before if step.kind == "tokenize"]
 
     @property
     def reference(self) -> str:

@@ -53,6 +53,12 @@ FAMILIES: tuple[Family, ...] = (
            "Time each request waited in the batcher's queue before its model call started.", buckets="latency"),
     Family("compute_duration", "histogram", "servometer_compute_duration_seconds", ("model", "variant"),
            "Model compute time of each batch (one model call).", buckets="latency"),
+    Family("process_duration", "histogram", "servometer_process_duration_seconds", ("model", "variant", "stage"),
+           "Time the model's processing steps took on each batch: stage before (e.g. tokenizing text) or after "
+           "(e.g. naming classes) the model.", buckets="latency"),
+    Family("tokens", "counter", "servometer_tokens", ("model", "variant", "kind"),
+           "Text models: tokens of the texts sent (kind=sent) and tokens the model calls computed, padding "
+           "included (kind=computed). computed / sent is the padding waste."),
     Family("queue_depth", "gauge", "servometer_queue_depth", ("model", "variant"),
            "Requests waiting in the batcher's queue.", multiprocess_mode="livesum"),
     Family("queue_capacity", "gauge", "servometer_queue_capacity", ("model", "variant"),

@@ -57,6 +57,8 @@ class Metrics:
     batches: Counter
     queue_duration: Histogram
     compute_duration: Histogram
+    process_duration: Histogram
+    tokens: Counter
     queue_depth: Gauge
     queue_capacity: Gauge
     queue_dropped: Counter

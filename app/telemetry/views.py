@@ -28,9 +28,14 @@ class VariantMetrics:
         self._inferences = DeferredCount(metrics.inferences.labels(*labels))
         self._cost = DeferredCount(metrics.cost.labels(*labels))
         self._gpu_busy = DeferredCount(metrics.gpu_busy.labels(*labels))
+        self._before = DeferredHistogram(metrics.process_duration.labels(*labels, "before"))
+        self._after = DeferredHistogram(metrics.process_duration.labels(*labels, "after"))
+        self._tokens_sent = DeferredCount(metrics.tokens.labels(*labels, "sent"))
+        self._tokens_computed = DeferredCount(metrics.tokens.labels(*labels, "computed"))
         self._deferred: list[DeferredCount | DeferredHistogram] = [
             *self._requests.values(), self._request_duration, self._batch_size, *self._batches.values(),
             self._queue_duration, self._compute_duration, self._inferences, self._cost, self._gpu_busy,
+            self._before, self._after, self._tokens_sent, self._tokens_computed,
         ]  # fmt: skip
         self._queue_depth_gauge = metrics.queue_depth.labels(*labels)
         self.queue_capacity = metrics.queue_capacity.labels(*labels)
@@ -93,6 +98,14 @@ class VariantMetrics:
         stats.compute_infer.add(seconds, requests)
         stats.compute_input.add(input_s, requests)
         stats.compute_output.add(output_s, requests)
+
+    def processed(self, before_s: float, after_s: float, tokens_sent: int, tokens_computed: int) -> None:
+        """A batch of a model with processing steps: the steps' time (which costs like compute) and its tokens."""
+        self._before.observe(before_s)
+        self._after.observe(after_s)
+        self._cost.value += (before_s + after_s) * self._dollars_per_compute_second
+        self._tokens_sent.value += tokens_sent
+        self._tokens_computed.value += tokens_computed
 
     def dropped(self, reason: str) -> None:
         self._dropped[reason].inc()

@@ -47,7 +47,7 @@ def main() -> None:
     inputs = {key: array[:largest] for key, array in evaluation.inputs.items()}
     before = resident_bytes()
     runtime = load_variant_runtime(spec.runtime, folder / spec.file, RuntimeOptions(), manifest)
-    runtime.infer(inputs, [tensor.name for tensor in manifest.outputs])
+    runtime.infer(inputs, [tensor.name for tensor in manifest.model_outputs])
     after = resident_bytes()
     sys.stdout.write(json.dumps(None if before is None or after is None else max(0, after - before)) + "\n")
 

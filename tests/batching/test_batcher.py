@@ -10,6 +10,7 @@ import pytest
 
 from app.batching.batcher import DynamicBatcher
 from app.errors import ClientGone, ClientTimeout, ComputeTimeout, ModelFailed, Overloaded, QueueTimeout, Unavailable
+from app.processing.pipeline import Pipeline
 from app.runtimes.base import RuntimeOptions
 from app.runtimes.onnx import OnnxRuntime
 from app.schema.manifest import BatchingSpec
@@ -39,7 +40,7 @@ def _batcher(
     }
     batcher = DynamicBatcher(
         "model 'digits' variant 'fp32'",
-        gated,
+        Pipeline(gated),
         BatchingSpec.model_validate(settings),
         metrics.for_variant("digits", "fp32"),
         alone=alone,
@@ -148,7 +149,9 @@ async def test_requests_with_different_non_batch_shapes_never_share_a_call(demo_
     metrics = Metrics()
     gated = GatedRuntime(runtime)
     spec = BatchingSpec(max_batch_size=32, max_queue_delay_ms=50, inline_compute_below_ms=0)
-    batcher = DynamicBatcher("model 'minilm' variant 'fp32'", gated, spec, metrics.for_variant("minilm", "fp32"))
+    batcher = DynamicBatcher(
+        "model 'minilm' variant 'fp32'", Pipeline(gated), spec, metrics.for_variant("minilm", "fp32")
+    )
     batcher.start()
     tokens = minilm_tokens(4)
     short = {name: array[:, :8] for name, array in tokens.items()}
@@ -395,7 +398,7 @@ async def test_calls_measured_shorter_than_a_thread_handoff_run_on_the_event_loo
 ):
     recorder = _ThreadRecorder(digits_runtime)
     spec = BatchingSpec(max_batch_size=8, inline_compute_below_ms=inline_below_ms)
-    batcher = DynamicBatcher("digits", recorder, spec, Metrics().for_variant("digits", "fp32"))  # type: ignore[arg-type]
+    batcher = DynamicBatcher("digits", Pipeline(recorder), spec, Metrics().for_variant("digits", "fp32"))  # type: ignore[arg-type]
     batcher.start()
     for _ in range(3):
         await batcher.submit({"image": digits_images(8)}, OUTPUTS, 1, None).future

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from app.batching.batcher import DynamicBatcher
 from app.batching.pending import PendingRequest
 from app.errors import ClientGone, Overloaded, QueueTimeout
+from app.processing.pipeline import Pipeline
 from app.runtimes.base import TensorInfo
 from app.schema.manifest import BatchingSpec
 from app.telemetry.metrics import Metrics
@@ -147,7 +148,7 @@ async def _exercise(spec: BatchingSpec, stream: list[Arrival], runtime: RowRunti
     run = Run()
     loop.set_exception_handler(lambda _, context: run.loop_errors.append(str(context.get("message"))))
     metrics = Metrics()
-    batcher = DynamicBatcher("model 'rows' variant 'v'", runtime, spec, metrics.for_variant("rows", "v"))
+    batcher = DynamicBatcher("model 'rows' variant 'v'", Pipeline(runtime), spec, metrics.for_variant("rows", "v"))
     batcher.start()
     stop = asyncio.Event()
 
