@@ -35,6 +35,7 @@ class RequestCheck:
         self._outputs = [spec.name for spec in manifest.outputs]
         self._max_batch = manifest.batching.max_batch_size if manifest.batching.enabled else 0
         self._same_shape = [(spec.name, spec.same_shape_as) for spec in manifest.inputs if spec.same_shape_as]
+        self._texts = manifest.text_inputs
         self.max_values = most_values(manifest)
         """The most numbers a valid request carries (None: unbounded, or text inputs)."""
 
@@ -82,6 +83,8 @@ class RequestCheck:
             self._check_finite(request)
         if self._ranges:
             self._check_ranges(request)
+        if self._texts:
+            self._check_text(request)
         for output in request.outputs or ():
             if output.name not in self._outputs:
                 raise InvalidRequest(
@@ -111,6 +114,20 @@ class RequestCheck:
                     f"input '{tensor.name}': values must lie in [{low:g}, {high:g}] (model '{self.model}' declares "
                     f"value_range), got {outside.size} outside it, e.g. {outside.flat[0]}"
                 )
+
+    def _check_text(self, request: DecodedRequest) -> None:
+        """Text a processing step tokenizes must be UTF-8: binary BYTES may carry anything."""
+        for tensor in request.inputs:
+            if tensor.name not in self._texts:
+                continue
+            for index, item in enumerate(tensor.array.flat):
+                try:
+                    if isinstance(item, bytes):
+                        item.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InvalidRequest(
+                        f"input '{tensor.name}': element {index} is not UTF-8 text (byte {exc.start} is invalid)"
+                    ) from None
 
     def _name_mismatch(self, request: DecodedRequest) -> None:
         sent = [tensor.name for tensor in request.inputs]

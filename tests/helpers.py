@@ -70,7 +70,7 @@ def digits_images(count: int) -> np.ndarray:
 
 
 def minilm_tokens(count: int) -> dict[str, np.ndarray]:
-    held = np.load(MODELS / "minilm" / "heldout.npz")
+    held = np.load(MODELS / "minilm-ids" / "heldout.npz")
     return {"input_ids": held["input_ids"][:count], "attention_mask": held["attention_mask"][:count]}
 
 

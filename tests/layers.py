@@ -18,6 +18,7 @@ LAYERS: dict[str, str] = {
     "cache/test_faults.py": "integration",
     "cache/test_redis.py": "integration",
     "monitoring/test_feedback.py": "integration",
+    "processing/test_text_reference.py": "integration",
     "monitoring/test_judged.py": "integration",
     "repository/test_builder.py": "integration",
     "telemetry/test_accounting.py": "integration",

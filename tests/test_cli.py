@@ -16,7 +16,7 @@ def _servometer(*args: str) -> subprocess.CompletedProcess[str]:
 def test_models_build_reports_built_models_as_up_to_date(demo_models):
     result = _servometer("models", "build", "--models", str(MODELS))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["digits: up to date", "minilm: up to date"]
+    assert result.stdout.splitlines() == ["digits: up to date", "minilm: up to date", "minilm-ids: up to date"]
 
 
 def test_models_build_of_an_unknown_model_fails_with_a_message(demo_models):

@@ -9,7 +9,7 @@ from app.validation import RequestCheck
 from tests.helpers import MODELS
 
 DIGITS = load_manifest(MODELS / "digits")
-MINILM = load_manifest(MODELS / "minilm")
+MINILM = load_manifest(MODELS / "minilm-ids")
 
 
 def _request(*tensors: Tensor, outputs: list[str] | None = None) -> DecodedRequest:

@@ -75,8 +75,6 @@ class ResultCache:
 
     def put(self, key: str, digest: str, outputs: dict[str, np.ndarray], ttl_s: float) -> None:
         """Store in the background; the response never waits for it. Writes of one loop turn share one task."""
-        if any(array.dtype.kind == "O" for array in outputs.values()):
-            return
         if self.local is not None:
             self.local.set(key, frozen_copy(outputs), ttl_s)
             return

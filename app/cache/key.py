@@ -74,10 +74,8 @@ def encode_entry(digest: str, outputs: dict[str, np.ndarray]) -> bytes:
         "digest": digest,
         "outputs": [[name, datatype_of(array), list(array.shape)] for name, array in outputs.items()],
     }
-    if any(array.dtype.kind == "O" for array in outputs.values()):
-        raise ValueError("BYTES outputs are not cached")
     json_part = orjson.dumps(header)
-    body = b"".join(np.ascontiguousarray(array).tobytes() for array in outputs.values())
+    body = b"".join(_output_bytes(array) for array in outputs.values())
     return MAGIC + _LENGTH.pack(len(json_part)) + json_part + body
 
 
@@ -93,6 +91,9 @@ def decode_entry(raw: bytes, digest: str) -> dict[str, np.ndarray]:
         offset = 8 + length
         outputs = {}
         for name, datatype, shape in header["outputs"]:
+            if datatype == "BYTES":
+                outputs[name], offset = _bytes_output(raw, offset, shape)
+                continue
             dtype = numpy_dtype(datatype)
             size = dtype.itemsize * math.prod(shape)
             if offset + size > len(raw):
@@ -106,3 +107,24 @@ def decode_entry(raw: bytes, digest: str) -> dict[str, np.ndarray]:
         raise
     except (ValueError, KeyError, TypeError, struct.error, orjson.JSONDecodeError) as exc:
         raise CorruptEntry(f"entry cannot be read: {exc}") from None
+
+
+def _output_bytes(array: np.ndarray) -> bytes:
+    if array.dtype.kind != "O":
+        return np.ascontiguousarray(array).tobytes()
+    return b"".join(_LENGTH.pack(len(item)) + bytes(item) for item in array.reshape(-1))
+
+
+def _bytes_output(raw: bytes, offset: int, shape: list[int]) -> tuple[np.ndarray, int]:
+    """A BYTES output of ``shape`` starting at ``offset`` (length-prefixed items), and the offset after it."""
+    items = []
+    for _ in range(math.prod(shape)):
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise CorruptEntry("entry is truncated")
+        items.append(raw[offset : offset + length])
+        offset += length
+    array = np.empty(len(items), dtype=np.object_)
+    array[:] = items
+    return array.reshape(shape), offset

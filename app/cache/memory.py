@@ -21,6 +21,8 @@ def entry_cost(key: str, outputs: Outputs) -> int:
     """What keeping ``outputs`` under ``key`` costs in memory: the budget counts this, not the data's length (a
     digits answer of 100 bytes of data costs ~900 bytes kept)."""
     arrays = sum(sys.getsizeof(array) for array in outputs.values())
+    # A BYTES output's array holds references: its strings are kept besides it.
+    arrays += sum(sys.getsizeof(item) for array in outputs.values() if array.dtype.kind == "O" for item in array.flat)
     return sys.getsizeof(key) + sys.getsizeof(outputs) + arrays + ENTRY_OVERHEAD
 
 

@@ -29,8 +29,10 @@ class BuildResult:
 
 
 def needed_files(manifest: ModelManifest) -> list[str]:
-    """Every file serving the model reads: its variants, evaluation and calibration data, reference statistics."""
+    """Every file serving the model reads: its variants, its steps' tokenizers, evaluation and calibration data,
+    reference statistics."""
     files = [variant.file for variant in manifest.variants]
+    files += [step.file for step in manifest.steps.before if step.kind == "tokenize"]
     if manifest.evaluation is not None:
         files.append(manifest.evaluation.data)
         if manifest.evaluation.calibration is not None:

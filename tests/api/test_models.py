@@ -23,7 +23,7 @@ def test_versioned_metadata_accepts_the_number_or_the_variant_name(client, versi
 
 
 def test_config_is_in_tritons_form_without_the_batch_dimension(client):
-    config = client.get("/v2/models/minilm/config").json()
+    config = client.get("/v2/models/minilm-ids/config").json()
     assert config["max_batch_size"] == 32
     assert config["input"] == [
         {"name": "input_ids", "data_type": "TYPE_INT64", "dims": [-1]},

@@ -1,6 +1,8 @@
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.cache.key import CorruptEntry, cache_key, decode_entry, encode_entry
 from app.protocol.codec import decode_request
@@ -76,6 +78,27 @@ def test_entries_round_trip_and_are_checked_on_read():
     for name, array in outputs.items():
         np.testing.assert_array_equal(decoded[name], array)
         assert decoded[name].dtype == array.dtype
+
+
+@given(
+    texts=st.lists(st.binary(max_size=40), min_size=1, max_size=12),
+    scores=st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=12),
+)
+def test_entries_with_bytes_outputs_round_trip_beside_numeric_ones(texts, scores):
+    names = np.empty(len(texts), dtype=np.object_)
+    names[:] = texts
+    outputs = {"class_name": names, "score": np.array(scores, dtype=np.float32), "top": names.reshape(-1, 1)}
+    decoded = decode_entry(encode_entry("d1", outputs), "d1")
+    assert decoded.keys() == outputs.keys()
+    for name, array in outputs.items():
+        assert decoded[name].shape == array.shape
+        assert decoded[name].tolist() == array.tolist()
+
+
+def test_a_bytes_output_cut_short_is_refused():
+    names = np.array([b"seven", b"three"], dtype=np.object_)
+    with pytest.raises(CorruptEntry, match="truncated"):
+        decode_entry(encode_entry("d1", {"class_name": names})[:-2], "d1")
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [  # fmt: skip
     ("no inputs", "digits", _json([]), JSON, 400, "inputs"),
     (
         "missing input",
-        "minilm",
+        "minilm-ids",
         _json([{"name": "input_ids", "datatype": "INT64", "shape": [1, 2], "data": [1, 2]}]),
         JSON,
         400,
@@ -71,8 +71,8 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [  # fmt: skip
     ("unknown variant", "digits/versions/99", _json([_image()]), JSON, 404, "99"),
     ("unknown output", "digits", _json([_image()], outputs=[{"name": "secret"}]), JSON, 400, "no output 'secret'"),
     ("zero samples", "digits", _json([_image(shape=[0, 1, 8, 8], data=[])]), JSON, 400, "dimension 0 is 0"),
-    ("zero sentences", "minilm", _json(_tokens([0, 4], [])), JSON, 400, "dimension 0 is 0"),
-    ("zero-length sentences", "minilm", _json(_tokens([2, 0], [])), JSON, 400, "dimension 1 is 0"),
+    ("zero sentences", "minilm-ids", _json(_tokens([0, 4], [])), JSON, 400, "dimension 0 is 0"),
+    ("zero-length sentences", "minilm-ids", _json(_tokens([2, 0], [])), JSON, 400, "dimension 1 is 0"),
     (
         "over max_batch_size",
         "digits",
@@ -83,13 +83,13 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [  # fmt: skip
     ),
     (
         "token id beyond the vocabulary",
-        "minilm",
+        "minilm-ids",
         _json(_tokens([1, 3], [101, 30522, 102])),
         JSON,
         400,
         "input 'input_ids': values must lie in [0, 30521]",
     ),
-    ("negative token id", "minilm", _json(_tokens([1, 3], [101, -5, 102])), JSON, 400, "input 'input_ids'"),
+    ("negative token id", "minilm-ids", _json(_tokens([1, 3], [101, -5, 102])), JSON, 400, "input 'input_ids'"),
     ("dot-dot model name", "..%2F..%2Fetc%2Fpasswd", _json([_image()]), JSON, 404, ""),
     ("encoded traversal", "%2e%2e", _json([_image()]), JSON, 404, ""),
 ]

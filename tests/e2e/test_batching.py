@@ -25,14 +25,14 @@ VARIANTS = [
     ("digits", "fp32", "model.fp32.onnx", 0.0),
     ("digits", "int8", "model.int8.onnx", 0.0),
     ("digits", "torchscript", "model.torchscript.pt", 1e-4),
-    ("minilm", "fp32", "model.fp32.onnx", 1e-6),
-    ("minilm", "int8", "model.int8.onnx", 1e-6),
+    ("minilm-ids", "fp32", "model.fp32.onnx", 1e-6),
+    ("minilm-ids", "int8", "model.int8.onnx", 1e-6),
     ("digits", "fp32-opt", "model.fp32-opt.onnx", 0.0),
     ("digits", "int8-dynamic", "model.int8-dynamic.onnx", 0.0),
     ("digits", "fp16", "model.fp16.onnx", 1e-6),
-    ("minilm", "fp32-opt", "model.fp32-opt.onnx", 1e-6),
-    ("minilm", "int8-dynamic", "model.int8-dynamic.onnx", 0.0),
-    ("minilm", "fp16", "model.fp16.onnx", 1e-6),
+    ("minilm-ids", "fp32-opt", "model.fp32-opt.onnx", 1e-6),
+    ("minilm-ids", "int8-dynamic", "model.int8-dynamic.onnx", 0.0),
+    ("minilm-ids", "fp16", "model.fp16.onnx", 1e-6),
 ]
 CLIENTS = 48
 
@@ -81,7 +81,7 @@ def _sized_requests(model: str) -> list[tuple[dict[str, np.ndarray], dict[str, o
 
 
 @pytest.mark.parametrize(("model", "file", "tolerance"), [("digits", "model.fp32.onnx", 0.0),
-                                                         ("minilm", "model.fp32.onnx", 1e-6)])  # fmt: skip
+                                                         ("minilm-ids", "model.fp32.onnx", 1e-6)])  # fmt: skip
 async def test_a_request_of_every_legal_size_is_answered_with_its_own_rows_alone_and_mixed(
     server, model, file, tolerance
 ):

@@ -53,7 +53,7 @@ def _cpu_seconds(pid: int) -> float:
 def _load(address: str, seconds: float) -> int:
     """MiniLM requests from 8 clients for ``seconds``, each with its own tokens (the cache cannot answer them)."""
     tokens = minilm_tokens(1)
-    url = f"http://{address}/v2/models/minilm/infer"
+    url = f"http://{address}/v2/models/minilm-ids/infer"
 
     def client(n: int) -> int:
         answered = 0
@@ -90,7 +90,7 @@ def test_under_taskset_no_thread_may_run_elsewhere_and_load_uses_one_core(demo_m
         assert answered > 0
         assert cores_used <= 1.05, f"the gateway used {cores_used:.2f} cores under load"
         assert _metric(address, "servometer_cpus_allowed ") == 1
-        assert _metric(address, 'servometer_compute_threads{model="minilm",variant="fp32"}') == 1
+        assert _metric(address, 'servometer_compute_threads{model="minilm-ids",variant="fp32"}') == 1
     assert "CPU allowance: 1 CPUs (affinity 1, cgroup quota none)" in (tmp_path / "server.log").read_text()
 
 

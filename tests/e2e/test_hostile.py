@@ -33,7 +33,7 @@ def server(demo_models, tmp_path_factory) -> Iterator[tuple[subprocess.Popen[byt
     root = tmp_path_factory.mktemp("hostile")
     repository = root / "models"
     digits = copy_model("digits", repository)
-    copy_model("minilm", repository)
+    copy_model("minilm-ids", repository)
     manifest = yaml.safe_load((digits / "model.yaml").read_text())
     manifest["monitoring"]["sample_rate"] = 1.0  # every request sampled: what drift keeps is measurable
     (digits / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -255,8 +255,8 @@ def test_client_mistakes_are_4xx_and_never_count_toward_the_error_ratio_that_pag
     tokens = minilm_tokens(2)
     mistakes = [
         ("digits", {**v2_json({"image": digits_images(1)}), "outputs": []}),
-        ("minilm", v2_json({"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"][:, :-1]})),
-        ("minilm", v2_json({**tokens, "input_ids": np.full_like(tokens["input_ids"], 40_000)})),
+        ("minilm-ids", v2_json({"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"][:, :-1]})),
+        ("minilm-ids", v2_json({**tokens, "input_ids": np.full_like(tokens["input_ids"], 40_000)})),
     ]
     paging = ("server_error", "timeout", "rejected")
     before = {outcome: _counter(address, "servometer_requests_total", outcome=outcome) for outcome in paging}

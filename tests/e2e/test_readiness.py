@@ -7,11 +7,17 @@ import httpx
 
 from tests.helpers import digits_images, minilm_tokens, server_process, v2_json
 
-PROBED = [("digits", "fp32"), ("digits", "int8"), ("digits", "torchscript"), ("minilm", "fp32"), ("minilm", "fp16")]
+PROBED = [
+    ("digits", "fp32"),
+    ("digits", "int8"),
+    ("digits", "torchscript"),
+    ("minilm-ids", "fp32"),
+    ("minilm-ids", "fp16"),
+]
 
 
 def test_a_variant_that_answers_ready_serves_inference_at_once(demo_models, tmp_path):
-    bodies = {"digits": v2_json({"image": digits_images(1)}), "minilm": v2_json(minilm_tokens(1))}
+    bodies = {"digits": v2_json({"image": digits_images(1)}), "minilm-ids": v2_json(minilm_tokens(1))}
     confirmed: set[str] = set()
     with (
         server_process(demo_models, log=tmp_path / "server.log", wait=False) as (process, address),

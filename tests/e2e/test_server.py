@@ -24,14 +24,14 @@ VARIANTS = [
     ("digits", "fp32", "1", "model.fp32.onnx"),
     ("digits", "int8", "2", "model.int8.onnx"),
     ("digits", "torchscript", "3", "model.torchscript.pt"),
-    ("minilm", "fp32", "1", "model.fp32.onnx"),
-    ("minilm", "int8", "2", "model.int8.onnx"),
+    ("minilm-ids", "fp32", "1", "model.fp32.onnx"),
+    ("minilm-ids", "int8", "2", "model.int8.onnx"),
     ("digits", "fp32-opt", "4", "model.fp32-opt.onnx"),
     ("digits", "int8-dynamic", "5", "model.int8-dynamic.onnx"),
     ("digits", "fp16", "6", "model.fp16.onnx"),
-    ("minilm", "fp32-opt", "3", "model.fp32-opt.onnx"),
-    ("minilm", "int8-dynamic", "4", "model.int8-dynamic.onnx"),
-    ("minilm", "fp16", "5", "model.fp16.onnx"),
+    ("minilm-ids", "fp32-opt", "3", "model.fp32-opt.onnx"),
+    ("minilm-ids", "int8-dynamic", "4", "model.int8-dynamic.onnx"),
+    ("minilm-ids", "fp16", "5", "model.fp16.onnx"),
 ]
 
 
@@ -107,8 +107,8 @@ def test_tritonclient_compressed_requests_and_responses(client, algorithm):
 def test_tritonclient_reads_metadata_config_health_and_errors(client):
     assert client.is_server_live()
     assert client.is_server_ready()
-    assert client.is_model_ready("minilm", "2")
-    assert client.get_model_metadata("minilm")["inputs"][0]["name"] == "input_ids"
+    assert client.is_model_ready("minilm-ids", "2")
+    assert client.get_model_metadata("minilm-ids")["inputs"][0]["name"] == "input_ids"
     assert client.get_model_config("digits")["max_batch_size"] == 64
     with pytest.raises(InferenceServerException, match="unknown model 'nope'"):
         client.get_model_metadata("nope")

@@ -37,7 +37,7 @@ def test_valid_manifest_numbers_variants_and_defaults_to_the_first(tmp_path):
 
 def test_demo_manifests_are_valid():
     root = Path(__file__).resolve().parents[2] / "models"
-    for name in ("digits", "minilm"):
+    for name in ("digits", "minilm", "minilm-ids"):
         assert load_manifest(root / name).name == name
 
 
