@@ -23,13 +23,13 @@ def targets(model: str, data: dict[str, Any]) -> list[str]:
     rows, raw = data["wrk"], data["raw"]
     best = _best_raw(raw)
     lines = []
-    if model == "minilm":
+    if model == "minilm-ids":
         found = [r for r in (_find(rows, "servometer", t, 32) for t in ("json", "binary")) if r]
         if found:
             top = max(found, key=lambda r: r["requests_per_s"])
             share = top["requests_per_s"] / best["samples_per_s"]
             lines.append(
-                f"- minilm at concurrency 32 ({top['tensors']}): {top['requests_per_s']:,.0f} samples/s = "
+                f"- minilm-ids at concurrency 32 ({top['tensors']}): {top['requests_per_s']:,.0f} samples/s = "
                 f"**{share:.0%}** of the raw limit {best['samples_per_s']:,.0f} samples/s (batch {best['batch']:.0f}); "
                 f"target ≥ 90%: {'met' if share >= 0.9 else 'not met'}"
             )
@@ -59,11 +59,11 @@ def targets(model: str, data: dict[str, Any]) -> list[str]:
 
 
 def _p99_bound(model: str, data: dict[str, Any], concurrency: int, p50_s: float) -> float | None:
-    """Issue 16's p99 bound: digits max(2 p50, p50 + 0.5 ms); minilm max_queue_delay plus (ceil(c / max_batch)
+    """Issue 16's p99 bound: digits max(2 p50, p50 + 0.5 ms); minilm-ids max_queue_delay plus (ceil(c / max_batch)
     + 1) model calls of the batch that concurrency forms."""
     if model == "digits":
         return max(2 * p50_s, p50_s + 0.0005)
-    if model == "minilm":
+    if model == "minilm-ids":
         batch = min(concurrency, data["max_batch_size"])
         call = min((e for e in data["raw"] if e["batch"] >= batch), key=lambda e: e["batch"])["call_p50_s"]
         waves = -(-concurrency // data["max_batch_size"]) + 1

@@ -73,8 +73,8 @@ def perf_analyzer_rows(address: str, model: str, args: argparse.Namespace) -> li
         progress("  perf_analyzer not found: skipping the second opinion")
         return []
     extra: list[str] = []
-    if model == "minilm":
-        data = OUT / "minilm.perf_analyzer.json"
+    if model == "minilm-ids":
+        data = OUT / "minilm-ids.perf_analyzer.json"
         sample = payloads.sample_inputs(model)
         data.write_text(json.dumps({"data": [{name: array.reshape(-1).tolist() for name, array in sample.items()}]}))
         extra = ["--input-data", str(data), "--shape", f"input_ids:{payloads.MINILM_TOKENS}",
@@ -111,7 +111,7 @@ def telemetry_overhead(bodies: dict[str, tuple[Path, int | None]], args: argpars
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["digits", "minilm", "mlp"])
+    parser.add_argument("--models", nargs="+", default=["digits", "minilm-ids", "mlp"])
     parser.add_argument("--concurrency", nargs="+", type=int, default=list(CONCURRENCY))
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run")

@@ -102,7 +102,7 @@ def assert_batched_equals_alone(
 
 def reference_outputs(model: str, variant_file: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run the model file directly, without the gateway: what every response must equal."""
-    names = [spec.name for spec in load_manifest(MODELS / model).outputs]
+    names = [spec.name for spec in load_manifest(MODELS / model).model_outputs]
     if variant_file.endswith(".onnx"):
         return dict(zip(names, _onnx_session(model, variant_file).run(names, inputs), strict=True))
     import torch

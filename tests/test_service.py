@@ -43,7 +43,7 @@ async def test_a_variant_is_ready_only_after_its_warm_up_call_and_that_call_is_t
     fp32 = service.registry.resolve("digits", "fp32")
     gated = GatedRuntime(fp32.runtime)  # type: ignore[arg-type]
     gated.gate.clear()
-    fp32.runtime, fp32.pipeline = gated, Pipeline(gated)
+    fp32.runtime, fp32.pipeline = gated, Pipeline(gated, fp32.manifest.steps, fp32.path.parent)
     starting = asyncio.create_task(service.start())
     await asyncio.to_thread(gated.started.acquire)  # the warm-up call is inside the model
     assert fp32.state is VariantState.LOADED
@@ -70,7 +70,7 @@ async def test_a_variant_whose_warm_up_call_fails_is_unavailable_and_the_others_
             raise RuntimeError("kernel exploded")
 
     broken = Broken(int8.runtime)  # type: ignore[arg-type]
-    int8.runtime, int8.pipeline = broken, Pipeline(broken)
+    int8.runtime, int8.pipeline = broken, Pipeline(broken, int8.manifest.steps, int8.path.parent)
     await service.start()
     assert int8.state is VariantState.UNAVAILABLE
     assert "its warm-up call failed (RuntimeError" in int8.reason

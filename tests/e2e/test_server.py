@@ -52,6 +52,12 @@ def client(server):
     client.close()
 
 
+def _tolerance(file: str) -> float:
+    """ONNX answers are bit-exact; torch's CPU kernels sum in an order that depends on its thread count, which the
+    server chooses from the CPUs it may use (one here) and this process does not."""
+    return 1e-5 if file.endswith(".pt") else 0.0
+
+
 @pytest.mark.parametrize(("model", "variant", "version", "file"), VARIANTS)
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_tritonclient_results_equal_the_model_file(client, model, variant, version, file, binary):
@@ -67,7 +73,7 @@ def test_tritonclient_results_equal_the_model_file(client, model, variant, versi
         result = client.infer(model, tensors, model_version=address, outputs=requested)
         assert result.get_response()["model_version"] == version
         for name, want in expected.items():
-            np.testing.assert_array_equal(result.as_numpy(name), want)
+            np.testing.assert_allclose(result.as_numpy(name), want, rtol=0, atol=_tolerance(file))
 
 
 @pytest.mark.parametrize(("model", "variant", "version", "file"), VARIANTS)
@@ -77,9 +83,12 @@ def test_httpx_json_results_equal_the_model_file(server, model, variant, version
     response = httpx.post(f"http://{server}/v2/models/{model}/versions/{variant}/infer", json=body, timeout=30)
     assert response.status_code == 200, response.text
     expected = reference_outputs(model, file, inputs)
-    for output in response.json()["outputs"]:
+    outputs = response.json()["outputs"]
+    assert {output["name"] for output in outputs} >= set(expected)
+    for output in (output for output in outputs if output["name"] in expected):  # steps' outputs: tests/processing
         want = expected[output["name"]]
-        np.testing.assert_array_equal(np.array(output["data"], dtype=want.dtype).reshape(want.shape), want)
+        got = np.array(output["data"], dtype=want.dtype).reshape(want.shape)
+        np.testing.assert_allclose(got, want, rtol=0, atol=_tolerance(file))
 
 
 def test_default_variant_serves_requests_without_a_version(client):

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from app.errors import InvalidRequest, NotFound, Unavailable
-from app.repository.registry import Registry, VariantState, file_digest
+from app.repository.registry import Registry, VariantState
 from app.runtimes.base import RuntimeOptions
 from tests.helpers import copy_model
 
@@ -86,12 +86,15 @@ def test_a_manifest_that_disagrees_with_the_file_marks_the_variant_unavailable(r
     assert "input 'image' is FP32 in the file, FP64 in model.yaml" in registry.resolve("digits", "fp32").reason
 
 
-def test_digest_changes_when_the_model_file_changes(repository, demo_models):
+def test_digest_changes_when_the_model_file_or_its_processing_steps_change(repository, demo_models):
     target = repository / "digits" / "model.fp32.onnx"
-    before = file_digest(target)
+    before = _loaded(repository).resolve("digits", "fp32").digest
     shutil.copy(demo_models / "digits" / "model.int8.onnx", target)
-    assert file_digest(target) != before
-    assert _loaded(repository).resolve("digits", "fp32").digest == file_digest(target)
+    after_file = _loaded(repository).resolve("digits", "fp32").digest
+    manifest = repository / "digits" / "model.yaml"
+    manifest.write_text(manifest.read_text().replace("classes: [zero, one,", "classes: [nil, one,"))
+    after_steps = _loaded(repository).resolve("digits", "fp32").digest
+    assert len({before, after_file, after_steps}) == 3  # cached answers follow either change
 
 
 def _rename(folder, name):

@@ -46,6 +46,9 @@ async def test_counters_and_statistics_add_up_after_a_known_sequence(demo_models
         assert sample("servometer_batch_size_sum", digits) == 2 * computed
         assert sample("servometer_requests_in_flight", digits) == 0
         compute_seconds = sample("servometer_compute_duration_seconds_sum", digits)
+        # The labels step after the model costs like compute.
+        for stage in ("before", "after"):
+            compute_seconds += sample("servometer_process_duration_seconds_sum", {**digits, "stage": stage})
         # price 3.6 $/h = 0.001 $ per compute second
         assert abs(sample("servometer_cost_dollars_total", digits) - compute_seconds * 0.001) < 1e-12
 
