@@ -24,7 +24,7 @@ test-fast:
 soak: system-deps install-dev
 	SERVOMETER_SOAK_S=300 $(BIN)/python -m pytest -m soak
 
-# Not part of the tests: about 95 minutes of load on both cores (wrk from Debian, py-spy from the bench extra).
+# Not part of the tests: about 100 minutes of load on both cores (wrk from Debian, py-spy from the bench extra).
 bench: install-dev
 	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,build,report,dev,bench]'
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "bench needs wrk (Debian package wrk)" >&2; exit 1; }
@@ -32,6 +32,7 @@ bench: install-dev
 	$(BIN)/python -m bench.cache
 	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.variants
+	$(BIN)/python -m bench.text
 
 lint:
 	$(BIN)/ruff check .

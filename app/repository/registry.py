@@ -314,8 +314,16 @@ def check_signature(manifest: ModelManifest, runtime: Runtime) -> None:
     unread = [name for name in manifest.step_reads if name not in returned]
     if unread:
         raise RuntimeLoadError(f"the steps after the model read outputs {unread} the file does not have")
+    if manifest.steps:  # the file takes some of what the steps leave (a check step reads what the model reads too)
+        offered = {spec.name: spec for spec in manifest.model_inputs}
+        missing = sorted(info.name for info in runtime.inputs() if info.name not in offered)
+        if missing:
+            raise RuntimeLoadError(f"the file needs inputs {missing} that model.yaml's inputs and steps do not make")
+        taken = [offered[info.name] for info in runtime.inputs()]
+    else:
+        taken = manifest.model_inputs
     for kind, declared, actual in (
-        ("input", manifest.model_inputs, runtime.inputs()),
+        ("input", taken, runtime.inputs()),
         ("output", manifest.model_outputs, runtime.outputs()),
     ):
         found = {info.name: info for info in actual}

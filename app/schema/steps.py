@@ -116,18 +116,22 @@ class StepsSpec(StrictModel):
 def model_tensors(
     steps: StepsSpec, inputs: list[TensorSpec], outputs: list[TensorSpec]
 ) -> tuple[list[TensorSpec], list[TensorSpec], list[str]]:
-    """What the model file takes and returns, given what clients send (``inputs``) and get (``outputs``): its
-    inputs, the outputs declared for clients that it returns itself, and the names the steps after it read from
+    """What the model file takes and returns, given what clients send (``inputs``) and get (``outputs``): the
+    tensors it may take (what clients send and the steps before it make, but the text a tokenizer read and what is
+    handed on to the outputs), the declared outputs it returns itself, and the names the steps after it read from
     it (their types are the model's own). Raises ValueError when a step reads a tensor nothing makes."""
     available = {spec.name: spec for spec in inputs}
-    passed: set[str] = set()  # made before the model, handed past it to the outputs (token counts)
+    declared = {spec.name for spec in outputs}
+    passed: set[str] = set()  # made before the model and handed past it to the outputs (token counts, checks)
     for step in steps.before:
         _check_reads(step, available, "before")
-        for name in step.reads():
-            available.pop(name, None)
-        fed = step.model_inputs() if isinstance(step, TokenizeStep) else step.makes()
-        available.update({spec.name: spec for spec in fed})
-        passed.update(spec.name for spec in step.makes() if spec not in fed)
+        if isinstance(step, TokenizeStep):
+            available.pop(step.input)  # text never reaches the model
+        for spec in step.makes():
+            if spec.name in declared or (isinstance(step, TokenizeStep) and spec.name == step.count):
+                passed.add(spec.name)
+            else:
+                available[spec.name] = spec
     made_after = {spec.name for step in steps.after for spec in step.makes()}
     returned = [spec for spec in outputs if spec.name not in made_after and spec.name not in passed]
     read_after: list[str] = []

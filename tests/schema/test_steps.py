@@ -87,3 +87,16 @@ def test_without_steps_the_model_takes_and_returns_what_clients_send_and_get():
 def test_steps_that_cannot_work_are_refused_when_the_manifest_is_read(change, message):
     with pytest.raises(ValidationError, match=message):
         _manifest(**{**TEXT_MODEL, **change})
+
+
+def test_a_step_before_the_model_leaves_what_it_reads_and_hands_declared_outputs_past_the_model():
+    check = {"kind": "python", "function": "check", "inputs": ["image"],
+             "outputs": [{"name": "checked", "datatype": "FP32", "shape": [-1]}]}  # fmt: skip
+    manifest = _manifest(
+        inputs=[{"name": "image", "datatype": "FP32", "shape": [-1, 4]}],
+        outputs=[{"name": "y", "datatype": "FP32", "shape": [-1, 1]}, {"name": "checked", "datatype": "FP32",
+                                                                        "shape": [-1]}],
+        steps={"before": [check]},
+    )  # fmt: skip
+    assert [t.name for t in manifest.model_inputs] == ["image"]
+    assert [t.name for t in manifest.model_outputs] == ["y"]
