@@ -168,18 +168,18 @@ class ServometerApp(FastAPI):
         try:
             request_id = request_id_of(scope["headers"])
         except ValueError as exc:
-            await refuse(send, 400, str(exc))
+            await refuse(send, 400, str(exc), scope["path"])
             return
         if request_id is not None:
             REQUEST_ID.set(request_id.decode())  # this request's task only: each request runs in its own
             send = _echo_request_id(send, request_id)
         if "\0" in scope["path"]:  # no name has one; file system calls would fail on it deep inside a route
-            await refuse(send, 400, "the path contains a null byte (%00)")
+            await refuse(send, 400, "the path contains a null byte (%00)", scope["path"])
             return
         if self.keys.enabled or scope["path"].startswith("/v2/repository"):
             refusal = self.keys.refusal(scope)
             if refusal is not None:
-                await refuse(send, *refusal)
+                await refuse(send, *refusal, scope["path"])
                 return
         match = match_infer(scope)
         if match is not None:
@@ -188,7 +188,7 @@ class ServometerApp(FastAPI):
         try:
             receive = await buffered(scope, receive, self.body_timeout_s)
         except ServingError as exc:
-            await refuse(send, exc.status, exc.message)
+            await refuse(send, exc.status, exc.message, scope["path"])
             return
         await super().__call__(scope, receive, with_security_headers(send))
 

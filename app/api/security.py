@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from enum import Enum
 from typing import Any
 
-from app.api.error_responses import error_body
+from app.api.error_responses import OPENAI_PREFIX, error_body, openai_error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -108,13 +108,14 @@ def _bearer(scope: Scope) -> bytes | None:
     return None
 
 
-async def refuse(send: Send, status: int, message: str) -> None:
+async def refuse(send: Send, status: int, message: str, path: str = "") -> None:
+    """Answer ``status`` with ``message`` in the error shape of the route ``path`` is on (OpenAI's on ``/v1/``)."""
     headers = [(b"content-type", b"application/json"), *SECURITY_HEADERS]
     if status in (408, 413):  # the body was not read to its end: the connection cannot carry another request
         headers.append((b"connection", b"close"))
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="servometer"'))
-    body = error_body(message)
+    body = openai_error_body(status, message) if path.startswith(OPENAI_PREFIX) else error_body(message)
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

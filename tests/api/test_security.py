@@ -191,3 +191,17 @@ async def test_metrics_on_their_own_port_leave_the_api_port(repository):
             assert scraped.status_code == 200
             assert "servometer_model_ready" in scraped.text
             assert (await scraper.get(f"http://127.0.0.1:{port}/v2/models/digits")).status_code == 404
+
+
+async def test_the_openai_routes_need_the_key_too_and_refuse_in_openais_error_shape(repository):
+    async with async_app(repository, api_keys=[KEY]) as (_, client):
+        refused = await client.get("/v1/models")
+        assert refused.status_code == 401
+        error = refused.json()["error"]
+        assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", None, "invalid_api_key")
+        assert "Bearer" in error["message"]
+        listed = await client.get("/v1/models", headers=_bearer(KEY))
+        assert listed.status_code == 200
+        assert [model["id"] for model in listed.json()["data"]] == ["digits"]
+        # Still the V2 shape everywhere else: tritonclient reads {"error": "..."}.
+        assert isinstance((await client.get("/v2/models/digits")).json()["error"], str)
