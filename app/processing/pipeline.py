@@ -91,6 +91,8 @@ class Pipeline:
         return Computed({name: tensors[name] for name in outputs}, compute_s, before_s, after_s, calls, sent, computed)
 
     def _model(self, tensors: Tensors, wanted: list[str]) -> tuple[Tensors, int, int, int]:
+        if not wanted:  # only what the steps make was asked for (a text's token count): no model call
+            return {}, 0, 0, 0
         feeds = {name: tensors[name] for name in self._fed}
         if self._text is None:
             return self.runtime.infer(feeds, wanted), 1, 0, 0

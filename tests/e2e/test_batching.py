@@ -30,9 +30,6 @@ VARIANTS = [
     ("digits", "fp32-opt", "model.fp32-opt.onnx", 0.0),
     ("digits", "int8-dynamic", "model.int8-dynamic.onnx", 0.0),
     ("digits", "fp16", "model.fp16.onnx", 1e-6),
-    ("minilm-ids", "fp32-opt", "model.fp32-opt.onnx", 1e-6),
-    ("minilm-ids", "int8-dynamic", "model.int8-dynamic.onnx", 0.0),
-    ("minilm-ids", "fp16", "model.fp16.onnx", 1e-6),
 ]
 CLIENTS = 48
 

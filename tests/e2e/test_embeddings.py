@@ -132,3 +132,11 @@ def test_the_metrics_show_the_tokenize_stage_and_the_padding_waste(server):
 def _sample(metrics: str, series: str) -> float:
     line = next(line for line in metrics.splitlines() if line.startswith(series))
     return float(line.rsplit(" ", 1)[1])
+
+
+def test_v2_can_ask_for_the_token_count_alone(server):
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["Servometer serves models fast."]}],
+            "outputs": [{"name": "token_count"}]}  # fmt: skip
+    response = httpx.post(f"http://{server}/v2/models/minilm/infer", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"] == [{"name": "token_count", "datatype": "INT64", "shape": [1], "data": [9]}]

@@ -12,7 +12,7 @@ PROBED = [
     ("digits", "int8"),
     ("digits", "torchscript"),
     ("minilm-ids", "fp32"),
-    ("minilm-ids", "fp16"),
+    ("minilm-ids", "int8"),
 ]
 
 

@@ -29,9 +29,6 @@ VARIANTS = [
     ("digits", "fp32-opt", "4", "model.fp32-opt.onnx"),
     ("digits", "int8-dynamic", "5", "model.int8-dynamic.onnx"),
     ("digits", "fp16", "6", "model.fp16.onnx"),
-    ("minilm-ids", "fp32-opt", "3", "model.fp32-opt.onnx"),
-    ("minilm-ids", "int8-dynamic", "4", "model.int8-dynamic.onnx"),
-    ("minilm-ids", "fp16", "5", "model.fp16.onnx"),
 ]
 
 

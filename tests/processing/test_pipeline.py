@@ -68,6 +68,13 @@ def test_a_batch_without_a_budget_is_one_call_padded_to_its_longest_text(demo_mo
     assert computed.compute_s > 0
 
 
+def test_asking_only_for_what_a_step_makes_needs_no_model_call(demo_models):
+    computed = _minilm("fp32", budget=256).run({"text": _bytes_array(["Servometer serves models fast."])},
+                                                ("token_count",))  # fmt: skip
+    assert computed.outputs["token_count"].tolist() == [9]
+    assert computed.calls == 0
+
+
 def test_a_text_longer_than_the_model_takes_is_cut_to_max_length(demo_models):
     long_text = " ".join(["serving"] * 600)
     computed = _minilm("fp32", budget=512).run({"text": _bytes_array([long_text, "short"])}, OUTPUTS)
