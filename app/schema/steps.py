@@ -17,13 +17,9 @@ STEP_PROGRAM = "process.py"
 
 
 class _Step(StrictModel):
+    """Each step says what it reads (``reads()``) and what it makes (``makes()``)."""
+
     kind: str
-
-    def reads(self) -> list[str]:
-        raise NotImplementedError
-
-    def makes(self) -> list[TensorSpec]:
-        raise NotImplementedError
 
 
 class TokenizeStep(_Step):
@@ -144,7 +140,7 @@ def model_tensors(
     return list(available.values()), returned, [name for name in read_after if name not in made_after]
 
 
-def _check_reads(step: _Step, available: dict[str, TensorSpec], where: str) -> None:
+def _check_reads(step: Step, available: dict[str, TensorSpec], where: str) -> None:
     missing = [name for name in step.reads() if name not in available]
     if missing:
         raise ValueError(f"steps.{where}: a '{step.kind}' step reads {missing}, which no input or earlier step makes")
