@@ -21,6 +21,7 @@ from app.processing.custom import load_function
 from app.processing.labels import Labels
 from app.processing.tokenize import Tokenize
 from app.runtimes.base import Runtime
+from app.schema.manifest import BatchingSpec
 from app.schema.steps import STEP_PROGRAM, LabelsStep, Step, StepsSpec, TokenizeStep
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,11 @@ class Pipeline:
         runtime: Runtime,
         steps: StepsSpec | None = None,
         folder: Path = Path("."),
-        max_batch_tokens: int = 0,
+        batching: BatchingSpec | None = None,
         allow_model_code: bool = False,
     ) -> None:
         """``runtime`` with the ``steps`` of the model in ``folder`` (their files are read from there); none: the
-        runtime alone."""
+        runtime alone. Texts are cut into calls by the token budget of ``batching``."""
         self.runtime = runtime
         steps = steps or StepsSpec()
         self._before = [(step, _make(step, folder, allow_model_code)) for step in steps.before]
@@ -66,7 +67,8 @@ class Pipeline:
         self._after_reads = [name for step in steps.after for name in step.reads() if name in self._returns]
         tokenizers = [step for step in steps.before if isinstance(step, TokenizeStep)]
         self._text = tokenizers[0] if tokenizers else None
-        self._budget = max_batch_tokens
+        batching = batching or BatchingSpec()
+        self._budget, self._call_cost = batching.max_batch_tokens, batching.call_cost_tokens
         self.fingerprint = _fingerprint(steps, folder)
         """Changes when the steps or their files do: part of the variant's digest, so cached answers follow."""
 
@@ -97,7 +99,7 @@ class Pipeline:
         if self._text is None:
             return self.runtime.infer(feeds, wanted), 1, 0, 0
         lengths = tensors[self._text.count]
-        calls = plan_calls(lengths, self._budget)
+        calls = plan_calls(lengths, self._budget, self._call_cost)
         sent, computed = int(lengths.sum()), tokens_computed(lengths, calls)
         if len(calls) == 1:
             width = int(lengths.max(initial=1))

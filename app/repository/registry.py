@@ -198,8 +198,8 @@ class Registry:
             try:
                 check_signature(variant.manifest, runtime)
                 manifest = variant.manifest
-                folder, budget = variant.path.parent, manifest.batching.max_batch_tokens
-                pipeline = Pipeline(runtime, manifest.steps, folder, budget, self.allow_model_code)
+                folder = variant.path.parent
+                pipeline = Pipeline(runtime, manifest.steps, folder, manifest.batching, self.allow_model_code)
             except RuntimeLoadError:
                 runtime.close()
                 raise

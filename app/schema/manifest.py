@@ -61,6 +61,10 @@ class BatchingSpec(StrictModel):
     """Models with a ``tokenize`` step: the most tokens one model call computes (samples x its longest text,
     padding included). A batch past it is cut into calls of texts of similar length; a text alone is never
     refused for it. 0: no budget, one call per batch."""
+    call_cost_tokens: float = Field(default=8.0, ge=0)
+    """With ``max_batch_tokens``: what one more model call costs, counted in tokens computed. Calls are cut where
+    padding plus this cost per call is least. 8 measured for MiniLM on one CPU core (bench/TEXT_RESULTS.md); an
+    accelerator, whose calls cost more to start, wants more."""
     instances: int = Field(default=1, ge=1)
     """Batches of one variant computing at the same time."""
     priority_levels: int = Field(default=1, ge=1)

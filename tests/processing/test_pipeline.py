@@ -11,7 +11,7 @@ from app.errors import StepFailed
 from app.processing.pipeline import Pipeline
 from app.runtimes.base import RuntimeLoadError, RuntimeOptions
 from app.runtimes.onnx import OnnxRuntime
-from app.schema.manifest import load_manifest
+from app.schema.manifest import BatchingSpec, load_manifest
 from app.schema.steps import StepsSpec
 from tests.helpers import MODELS, digits_images
 
@@ -36,7 +36,7 @@ def _minilm(variant: str, budget: int) -> Pipeline:
     manifest = load_manifest(MODELS / "minilm")
     spec = next(v for v in manifest.variants if v.name == variant)
     runtime = OnnxRuntime(MODELS / "minilm" / spec.file, ONE_THREAD)
-    return Pipeline(runtime, manifest.steps, MODELS / "minilm", budget)
+    return Pipeline(runtime, manifest.steps, MODELS / "minilm", BatchingSpec(max_batch_tokens=budget))
 
 
 # fp16 computes inside in half precision, where the length a call is padded to moves the last digits.
@@ -84,7 +84,7 @@ def test_a_text_longer_than_the_model_takes_is_cut_to_max_length(demo_models):
 
 def _digits(steps: Mapping[str, object], folder: Path, allow_model_code: bool = False) -> Pipeline:
     runtime = OnnxRuntime(MODELS / "digits" / "model.fp32.onnx", ONE_THREAD)
-    return Pipeline(runtime, StepsSpec.model_validate(steps), folder, 0, allow_model_code)
+    return Pipeline(runtime, StepsSpec.model_validate(steps), folder, None, allow_model_code)
 
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -32,7 +32,7 @@ def test_text_in_equals_mean_pooled_torch_embeddings_on_the_same_text(demo_model
     texts = [*lines[::8], "Ünïcödé café in Zürich", " ".join(["tokens"] * 400)]  # mixed lengths, one cut at 256
     manifest = load_manifest(MODELS / "minilm")
     runtime = OnnxRuntime(MODELS / "minilm" / "model.fp32.onnx", RuntimeOptions(onnx_intra_op_threads=1))
-    pipeline = Pipeline(runtime, manifest.steps, MODELS / "minilm", manifest.batching.max_batch_tokens)
+    pipeline = Pipeline(runtime, manifest.steps, MODELS / "minilm", manifest.batching)
     array = np.empty(len(texts), dtype=np.object_)
     array[:] = [text.encode() for text in texts]
     served = pipeline.run({"text": array}, ("sentence_embedding",)).outputs["sentence_embedding"]
