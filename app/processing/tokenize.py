@@ -28,15 +28,15 @@ class Tokenize:
     def __call__(self, tensors: Tensors) -> Tensors:
         spec = self.spec
         texts = [_text(item) for item in tensors[spec.input].reshape(-1)]
-        # One Rust call for the batch, with the GIL released: the event loop keeps serving meanwhile.
-        encodings = self._tokenizer.encode_batch(texts)
-        counts = np.fromiter((len(encoding.ids) for encoding in encodings), dtype=np.int64, count=len(encodings))
+        # One Rust call for the batch, with the GIL released: the event loop keeps serving meanwhile. The fast
+        # variant skips character offsets, which nothing here reads (a third of a short text's tokenizing).
+        rows = [encoding.ids for encoding in self._tokenizer.encode_batch_fast(texts)]
+        counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         width = int(counts.max(initial=1))
-        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            ids[row, : counts[row]] = encoding.ids
-            mask[row, : counts[row]] = 1
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        for row, tokens in enumerate(rows):
+            ids[row, : len(tokens)] = tokens
+        mask = (np.arange(width) < counts[:, None]).astype(np.int64)
         return {spec.ids: ids, spec.mask: mask, spec.count: counts}
 
 
