@@ -19,6 +19,8 @@ class Measurement:
     p50_s: float
     p99_s: float
     errors: int
+    mean_s: float | None = None
+    """wrk's average latency (perf_analyzer's runs leave it out)."""
 
 
 _NEW_VALUES = itertools.count(1)
@@ -42,7 +44,16 @@ def wrk(
         **(vary or {}),
         "FIRST_NEW": str(1000 + 200_000 * next(_NEW_VALUES)),
     }
-    script = "varied.lua" if vary else "request.lua"
+    return _run_wrk("varied.lua" if vary else "request.lua", url, env, concurrency, seconds)
+
+
+def wrk_bodies(url: str, bodies_file: Path, concurrency: int, seconds: float) -> Measurement:
+    """A closed-loop run of ``concurrency`` connections posting the JSON bodies of ``bodies_file`` (one a line)
+    in turn for ``seconds``."""
+    return _run_wrk("bodies.lua", url, {**os.environ, "BODIES_FILE": str(bodies_file)}, concurrency, seconds)
+
+
+def _run_wrk(script: str, url: str, env: dict[str, str], concurrency: int, seconds: float) -> Measurement:
     command = [
         "taskset", "-c", LOADGEN_CPU, "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
         "-s", str(HERE / script), url,
@@ -70,10 +81,17 @@ def parse_wrk(output: str) -> Measurement:
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
     if not (rate and p50 and p99):
         raise ValueError(f"cannot read wrk's output:\n{output}")
+    mean = re.search(r"^\s+Latency\s+([\d.]+)(us|ms|s)\s", output, re.MULTILINE)
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     errors = (int(non_2xx[1]) if non_2xx else 0) + (sum(int(n) for n in socket.groups()) if socket else 0)
-    return Measurement(float(rate[1]), float(p50[1]) * _UNITS[p50[2]], float(p99[1]) * _UNITS[p99[2]], errors)
+    return Measurement(
+        float(rate[1]),
+        float(p50[1]) * _UNITS[p50[2]],
+        float(p99[1]) * _UNITS[p99[2]],
+        errors,
+        float(mean[1]) * _UNITS[mean[2]] if mean else None,
+    )
 
 
 def perf_analyzer_command() -> list[str] | None:
