@@ -28,16 +28,19 @@ from app.shutdown import DrainingServer
 from app.variants.optimize import KINDS, Kind
 
 # CLI flag -> settings field. Flags are exported as SERVOMETER_* so every uvicorn worker builds the same Settings.
-_SERVE_FLAGS = ("host", "port", "models", "workers", "log_level")
+_SERVE_FLAGS = ("host", "port", "grpc_port", "models", "workers", "log_level")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="servometer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve the model repository over HTTP")
+    serve = commands.add_parser("serve", help="serve the model repository over HTTP and gRPC")
     serve.add_argument("--host", help="address to bind (SERVOMETER_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (SERVOMETER_PORT, default 8000)")
+    serve.add_argument(
+        "--grpc-port", type=int, help="gRPC port on the same host, 0 for none (SERVOMETER_GRPC_PORT, default 8001)"
+    )
     serve.add_argument("--models", type=Path, help="model repository (SERVOMETER_MODELS, default ./models)")
     serve.add_argument("--workers", type=int, help="uvicorn worker processes (SERVOMETER_WORKERS, default 1)")
     serve.add_argument("--log-level", help="log level (SERVOMETER_LOG_LEVEL, default info)")

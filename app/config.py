@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     """TCP port for the HTTP API (0 picks a free port)."""
 
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
+    """TCP port for the Open Inference Protocol's gRPC service, on the same host (8001 as Triton); 0 turns gRPC
+    off. Served by the same process as HTTP, so one batcher serves both; with several workers each serves it on
+    the shared port (SO_REUSEPORT: the kernel spreads connections)."""
+
+    grpc_max_message_bytes: int | None = Field(default=None, ge=1024)
+    """Largest gRPC request message (RESOURCE_EXHAUSTED above); unset: ``max_request_bytes``. Responses are bounded
+    by ``max_response_bytes``."""
+
     models: Path = Path("models")
     """The model repository: one folder per model, each with a ``model.yaml``."""
 

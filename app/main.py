@@ -26,12 +26,14 @@ from app.api.error_responses import install_error_handlers
 from app.api.infer import InferenceEndpoint, Message, Receive, Scope, Send, match_infer
 from app.api.metrics_endpoint import serve_metrics_port
 from app.api.openapi import install_openapi
-from app.api.security import KeyCheck, refuse, with_security_headers
+from app.api.security import bearer, refuse, with_security_headers
 from app.cache.setup import build_cache
 from app.config import Settings
 from app.context import AppContext
 from app.describe import describe
 from app.errors import ServingError
+from app.grpc_api.server import start_grpc
+from app.keys import KeyCheck
 from app.monitoring.drift import evaluate_due
 from app.monitoring.judged import DirectoryJudged, JudgedIds, MemoryJudged, RedisJudged
 from app.monitoring.ledger import FeedbackLedger
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     gpus = GpuSampler(metrics, load_nvml(), settings.gpu_sample_interval_s)
     context = AppContext(settings, registry, service, metrics, gpus, reports)
     inference = InferenceEndpoint(context)
+    keys = KeyCheck(settings.api_keys, settings.management_api_key, settings.feedback_api_key, settings.public_paths)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -85,11 +88,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S))
             drift = asyncio.create_task(_drift_every(service, DRIFT_TICK_S))
             metrics_server = None if settings.metrics_port is None else await serve_metrics_port(context)
+            grpc_server = await start_grpc(context, keys) if settings.grpc_port else None
             forget_drain = shutdown.on_drain(lambda: service.begin_drain(shutdown.remaining(settings.drain_timeout_s)))
             try:
                 yield
             finally:
                 forget_drain()
+                if grpc_server is not None:
+                    # New calls are refused from here; those in flight finish within the drain time.
+                    await grpc_server.stop(shutdown.remaining(settings.drain_timeout_s))
                 if metrics_server is not None:
                     metrics_server.close()
                 loading.cancel()
@@ -107,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = ServometerApp(
         inference,
-        KeyCheck(settings.api_keys, settings.management_api_key, settings.feedback_api_key, settings.public_paths),
+        keys,
         settings.cors_origins,
         settings.body_timeout_s,
         ConnectionLimits(
@@ -177,7 +184,7 @@ class ServometerApp(FastAPI):
             await refuse(send, 400, "the path contains a null byte (%00)", scope["path"])
             return
         if self.keys.enabled or scope["path"].startswith("/v2/repository"):
-            refusal = self.keys.refusal(scope)
+            refusal = self.keys.refusal(self.keys.access_for(scope["path"]), bearer(scope))
             if refusal is not None:
                 await refuse(send, *refusal, scope["path"])
                 return

@@ -17,8 +17,9 @@ SERVER_CPU = "0"
 ROOT = Path(__file__).resolve().parent.parent
 # One core: one onnxruntime thread, or the model would fight the server for it.
 ONE_THREAD = {"SERVOMETER_ONNX_INTRA_OP_THREADS": "1", "SERVOMETER_ONNX_INTER_OP_THREADS": "1"}
-# The batching benchmark sends one body again and again: with the cache on it would measure cache hits.
-NO_CACHE = {"SERVOMETER_CACHE_BACKEND": "off"}
+# The batching benchmark sends one body again and again: with the cache on it would measure cache hits. gRPC is
+# off unless a benchmark gives it a port: servers of different revisions may run side by side.
+NO_CACHE = {"SERVOMETER_CACHE_BACKEND": "off", "SERVOMETER_GRPC_PORT": "0"}
 
 
 def repository_with(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:

@@ -14,6 +14,9 @@ from tests.layers import layer_of
 from tests.redis_server import RedisServer
 
 FAKE_NVML = Path(__file__).resolve().parent / "fake_nvml"
+# Servers started by tests (in-process apps and the processes they spawn, which inherit this) serve no gRPC unless
+# a test asks for it on a port of its own: many run at once, and gRPC's default port is one.
+os.environ["SERVOMETER_GRPC_PORT"] = "0"
 TESTS = Path(__file__).resolve().parent
 
 

@@ -5,12 +5,10 @@ from fastapi import APIRouter, Response
 from app import __version__
 from app.api.deps import ContextDep
 from app.errors import Unavailable
+from app.model_views import EXTENSIONS
 from app.protocol.schemas import ServerMetadata
 
 router = APIRouter(tags=["health"])
-
-# Only what is implemented: perf_analyzer and clients change behaviour on what is listed here.
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
 
 
 @router.get("/v2/health/live", summary="Liveness: the process answers")

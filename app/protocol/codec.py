@@ -119,7 +119,7 @@ def decode_request(body: bytes, header_length: int | None, max_values: int | Non
                     f"input '{spec.name}': binary_data_size is {size} but only {len(binary) - offset} "
                     "bytes of binary data remain in the body"
                 )
-            array = _from_binary(spec, binary[offset : offset + size])
+            array = from_binary(spec, binary[offset : offset + size])
             offset += size
         tensors.append(Tensor(spec.name, spec.datatype, array))
     if offset != len(binary):
@@ -127,7 +127,7 @@ def decode_request(body: bytes, header_length: int | None, max_values: int | Non
             f"the body has {len(binary) - offset} bytes of binary data beyond what the inputs' binary_data_size "
             "parameters account for"
         )
-    _check_outputs(request.outputs)
+    check_outputs(request.outputs)
     return DecodedRequest(request.id, request.parameters or {}, tensors, request.outputs)
 
 
@@ -159,7 +159,7 @@ def _parse_header(raw: bytes, binary: bool) -> InferenceRequest:
     return request
 
 
-def _check_outputs(outputs: list[RequestOutput] | None) -> None:
+def check_outputs(outputs: list[RequestOutput] | None) -> None:
     """Each output named once: the response repeats an output as often as it is asked for, so repeats would let
     one small request ask for a response thousands of times its size."""
     if outputs is None:
@@ -172,7 +172,7 @@ def _check_outputs(outputs: list[RequestOutput] | None) -> None:
         raise InvalidRequest(f"outputs {repeated} are asked for more than once; name each output once")
 
 
-def _from_binary(spec: RequestInput, raw: memoryview) -> np.ndarray:
+def from_binary(spec: RequestInput, raw: memoryview) -> np.ndarray:
     count = element_count(spec.shape)
     if spec.datatype == "BYTES":
         return _bytes_from_binary(spec, raw, count)
@@ -299,7 +299,7 @@ def encode_response(
         datatype = datatype_of(array)
         document: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if as_binary:
-            raw = _to_binary(array, datatype)
+            raw = to_binary(array, datatype)
             document["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         elif datatype == "BYTES":
@@ -321,7 +321,7 @@ def encode_response(
     )
 
 
-def _to_binary(array: np.ndarray, datatype: str) -> bytes:
+def to_binary(array: np.ndarray, datatype: str) -> bytes:
     if datatype != "BYTES":
         return np.ascontiguousarray(array, dtype=numpy_dtype(datatype)).tobytes()
     parts = []

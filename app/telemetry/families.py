@@ -158,6 +158,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("shadow_comparisons", "counter", "servometer_shadow_comparisons", ("model", "variant", "result"),
            "Shadow traffic: the candidate variant's answers compared with the served ones (result: agree, "
            "disagree, error, skipped)."),
+    Family("grpc_calls", "counter", "servometer_grpc_calls", ("method", "code"),
+           "gRPC calls answered, by method (ModelInfer, ModelMetadata, ...; other for unknown ones) and status "
+           "code (OK, INVALID_ARGUMENT, UNAVAILABLE, ...). Inference over gRPC also counts in "
+           "servometer_requests_total with HTTP's: this tells the transports apart."),
     Family("loop_lag", "gauge", "servometer_event_loop_lag_seconds", (),
            "How late the event loop ran a callback scheduled from another thread (sampled every "
            "loop_lag_interval_s; while the loop stalls, the time so far). Every request waits at least this "

@@ -97,6 +97,7 @@ class Metrics:
     live_samples: Gauge
     feedback: Counter
     shadow_comparisons: Counter
+    grpc_calls: Counter
     loop_lag: Gauge
     gpu_available: Gauge
     gpu_utilization: Gauge
@@ -203,6 +204,9 @@ class Metrics:
 
     def shadow(self, model: str, candidate: str, result: str) -> None:
         self.shadow_comparisons.labels(model, candidate, result).inc()
+
+    def grpc_call(self, method: str, code: str) -> None:
+        self.grpc_calls.labels(method, code).inc()
 
     def for_variant(self, model: str, variant: str) -> VariantMetrics:
         """The variant's series, bound once and reused, so the request path skips the label lookups."""
