@@ -11,6 +11,8 @@ LAYERS: dict[str, str] = {
     "e2e/test_soak.py": "soak",
     "e2e/": "e2e",
     "grpc_api/test_grpc_server.py": "e2e",
+    "grpc_api/test_grpc_drain.py": "e2e",
+    "grpc_api/test_grpc_workers.py": "e2e",
     "deploy/": "e2e",
     "grafana/": "e2e",
     "api/": "integration",
