@@ -34,12 +34,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     SERVOMETER_HOST=0.0.0.0 \
     SERVOMETER_PORT=8000 \
+    SERVOMETER_GRPC_PORT=8001 \
     SERVOMETER_MODELS=/models
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin servometer
 COPY --from=deps /opt/venv /opt/venv
 COPY --from=models --chown=root:root /models /models
 USER 10001
-EXPOSE 8000
+# HTTP and the Open Inference Protocol's gRPC service (Triton's ports).
+EXPOSE 8000 8001
 # Ready means every required model's default variant is loaded; slim images have no curl, so Python asks.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2).status != 200)"]

@@ -51,10 +51,16 @@ def test_the_core_resources_are_valid_for_kubernetes():
 def test_the_deployment_probes_readiness_and_liveness_and_runs_as_non_root():
     pod = _one("Deployment", "servometer")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # Readiness through gRPC's health service, on the port the server is told to serve gRPC on.
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert container["readinessProbe"]["grpc"]["port"] == int(env["SERVOMETER_GRPC_PORT"])
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["grpc"] == int(env["SERVOMETER_GRPC_PORT"])
+    service_ports = {port["name"]: port for port in _one("Service", "servometer")["spec"]["ports"]}
+    assert service_ports["grpc"]["targetPort"] == "grpc"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert pod["securityContext"]["runAsNonRoot"] is True
-    env = {item["name"]: item.get("value") for item in container["env"]}
     redis = _one("Service", "servometer-redis")
     assert env["SERVOMETER_REDIS_URL"] == f"redis://{redis['metadata']['name']}:{redis['spec']['ports'][0]['port']}/0"
     drain = float(env["SERVOMETER_DRAIN_TIMEOUT_S"])
