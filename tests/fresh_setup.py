@@ -31,6 +31,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 README_ADDRESS = "127.0.0.1:8000"
+README_GRPC_ADDRESS = "127.0.0.1:8001"
 READY_WITHIN_S = 30 * 60  # installing torch and the rest, then training and exporting the demo models
 EXAMPLE_TIMEOUT_S = 600
 
@@ -79,6 +80,7 @@ def check(clone: Path, port: int, log_path: Path) -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith(("SERVOMETER_", "VIRTUAL_ENV"))}
     env.pop("PYTHONPATH", None)
     env["SERVOMETER_PORT"] = str(port)
+    env["SERVOMETER_GRPC_PORT"] = str(free_port())
     serve = serve_command(ROOT / "README.md")
     say(f"running the README's serve command `{serve}` (port {port}); its output: {log_path}")
     with log_path.open("wb") as log:
@@ -143,6 +145,7 @@ def run_examples(clone: Path, port: int, env: dict[str, str]) -> None:
     ran = 0
     for language, block in blocks:
         block = block.replace(README_ADDRESS, f"127.0.0.1:{port}")
+        block = block.replace(README_GRPC_ADDRESS, f"127.0.0.1:{env['SERVOMETER_GRPC_PORT']}")
         if language == "python":
             expected = re.findall(r"print\(.*\)\s+# (.+)$", block, re.MULTILINE)
             output = run([str(clone / ".venv/bin/python"), "-c", block], clone, env)

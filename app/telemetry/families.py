@@ -159,7 +159,7 @@ FAMILIES: tuple[Family, ...] = (
            "Shadow traffic: the candidate variant's answers compared with the served ones (result: agree, "
            "disagree, error, skipped)."),
     Family("grpc_calls", "counter", "servometer_grpc_calls", ("method", "code"),
-           "gRPC calls answered, by method (ModelInfer, ModelMetadata, ...; other for unknown ones) and status "
+           "gRPC calls answered, by method (ModelInfer, ModelMetadata, ...) and status "
            "code (OK, INVALID_ARGUMENT, UNAVAILABLE, ...). Inference over gRPC also counts in "
            "servometer_requests_total with HTTP's: this tells the transports apart."),
     Family("loop_lag", "gauge", "servometer_event_loop_lag_seconds", (),
