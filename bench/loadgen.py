@@ -104,15 +104,27 @@ def perf_analyzer_command() -> list[str] | None:
 
 
 def perf_analyzer(
-    command: list[str], model: str, address: str, concurrency: int, extra: list[str], seconds: float
+    command: list[str],
+    model: str,
+    address: str,
+    concurrency: int,
+    extra: list[str],
+    seconds: float,
+    protocol: str = "http",
+    stabilize_on_p99: bool = True,
 ) -> Measurement:
+    """perf_analyzer on the load generator's core; ``protocol`` http (binary tensors) or grpc. It repeats its
+    measurement window until two agree: on their p99, or (``stabilize_on_p99`` False) their mean latency."""
     args = [
-        "taskset", "-c", LOADGEN_CPU, *command, "-m", model, "-u", address, "-i", "http",
+        "taskset", "-c", LOADGEN_CPU, *command, "-m", model, "-u", address, "-i", protocol,
         "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-interval", str(int(seconds * 1000)),
-        "--max-trials", "6", "--percentile", "99", *extra,
+        "--max-trials", "6", *(["--percentile", "99"] if stabilize_on_p99 else []), *extra,
     ]  # fmt: skip
-    output = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600).stdout
-    return parse_perf_analyzer(output)
+    completed = subprocess.run(args, capture_output=True, text=True, check=False, timeout=600)
+    if completed.returncode != 0:
+        said = (completed.stdout + completed.stderr)[-1500:]
+        raise ValueError(f"perf_analyzer exited with {completed.returncode}: {said}")
+    return parse_perf_analyzer(completed.stdout)
 
 
 def parse_perf_analyzer(output: str) -> Measurement:

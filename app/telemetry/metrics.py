@@ -109,6 +109,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._variants: dict[tuple[str, str], VariantMetrics] = {}
         self._caches: list[CacheMetrics] = []
+        self._grpc_counters: dict[tuple[str, str], Counter] = {}
         if not MULTIPROCESS:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
@@ -206,7 +207,11 @@ class Metrics:
         self.shadow_comparisons.labels(model, candidate, result).inc()
 
     def grpc_call(self, method: str, code: str) -> None:
-        self.grpc_calls.labels(method, code).inc()
+        # Bound once per (method, code): a label lookup on every call was 2% of a gRPC server's time.
+        counter = self._grpc_counters.get((method, code))
+        if counter is None:
+            counter = self._grpc_counters[(method, code)] = self.grpc_calls.labels(method, code)
+        counter.inc()
 
     def for_variant(self, model: str, variant: str) -> VariantMetrics:
         """The variant's series, bound once and reused, so the request path skips the label lookups."""
