@@ -33,6 +33,7 @@ bench: install-dev
 	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.variants
 	$(BIN)/python -m bench.text
+	$(BIN)/python -m bench.grpc
 
 lint:
 	$(BIN)/ruff check .

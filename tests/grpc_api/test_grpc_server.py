@@ -59,7 +59,7 @@ def test_every_variant_answers_over_grpc_as_its_model_file(client, model, varian
             np.testing.assert_allclose(result.as_numpy(name), want, rtol=0, atol=_tolerance(file))
 
 
-@pytest.mark.parametrize("variant", ["fp32", "int8", "fp32-opt", "fp16"])
+@pytest.mark.parametrize("variant", ["fp32", "int8", "fp32-opt", "int8-dynamic", "fp16"])
 def test_text_over_grpc_gets_the_embeddings_and_labels_the_http_route_gives(servers, client, variant):
     texts = np.array([b"A short one.", "Ünïcödé text, somewhat longer than the first.".encode()], dtype=object)
     text = triton.InferInput("text", [2], "BYTES")
