@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import ContextDep
 from app.context import AppContext
-from app.errors import InvalidRequest, ServingError
+from app.errors import InvalidRequest
 from app.protocol.codec import DecodedRequest, Tensor
 from app.protocol.schemas import RequestOutput
 from app.repository.registry import Variant
@@ -132,18 +132,8 @@ async def _embed(
     array = np.empty(len(texts), dtype=np.object_)
     array[:] = [text.encode() for text in texts]
     request = DecodedRequest(None, {}, [Tensor(text_input, "BYTES", array)], [RequestOutput(name=n) for n in outputs])
-    metrics = context.metrics.for_variant(variant.model_name, variant.name)
-    started, outcome = time.perf_counter(), "server_error"
-    metrics.request_received()
-    try:
+    with context.metrics.for_variant(variant.model_name, variant.name).answering():
         result = await context.service.infer(variant, request)
-        outcome = "success"
-    except ServingError as exc:
-        outcome = exc.outcome
-        raise
-    finally:
-        metrics.request_done()
-        metrics.observe_request(outcome, time.perf_counter() - started)
     return {name: array for name, array, _ in result.outputs}
 
 

@@ -6,7 +6,6 @@ grpc_service.proto: the exact wire format tritonclient and perf_analyzer speak.
 """
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -119,16 +118,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, request: Any, rpc: Rpc) -> Any:
         context = self.context
-        started = time.perf_counter()
         version = request.model_version or None
         metadata = dict(rpc.invocation_metadata() or ())
         variant = context.service.resolve(request.model_name, version, _text(metadata.get(ROUTING_KEY)))
-        metrics = context.metrics.for_variant(variant.model_name, variant.name)
         if request.id:
             REQUEST_ID.set(request.id)
-        metrics.request_received()
-        outcome = "server_error"
-        try:
+        with context.metrics.for_variant(variant.model_name, variant.name).answering():
             decoded = decode_infer_request(request)
             remaining = rpc.time_remaining()
             if remaining is not None and "timeout" not in decoded.parameters:
@@ -138,17 +133,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             parameters: dict[str, ParameterValue] = {"variant": variant.name}
             if result.response_id is not None:
                 parameters["response_id"] = result.response_id
-            response = encode_infer_response(
+            return encode_infer_response(
                 variant.model_name, str(variant.version), decoded.id, result.outputs, parameters
             )
-            outcome = "success"
-            return response
-        except ServingError as error:
-            outcome = error.outcome
-            raise
-        finally:
-            metrics.request_done()
-            metrics.observe_request(outcome, time.perf_counter() - started)
 
     async def _repository_index(self) -> Any:
         response = service_pb2.RepositoryIndexResponse()

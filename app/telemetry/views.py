@@ -1,9 +1,13 @@
 """Per-variant and per-cache-backend views of the metric families, bound once, so the request path adds to plain
 numbers (:mod:`app.telemetry.deferred`) and skips the label lookups."""
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from app.errors import ServingError
 from app.telemetry.deferred import DeferredCount, DeferredHistogram
 from app.telemetry.families import CACHE_RESULTS, DISPATCH_REASONS, DROP_REASONS, OUTCOMES
 from app.telemetry.stats import VariantStats
@@ -59,6 +63,26 @@ class VariantMetrics:
 
     def request_done(self) -> None:
         self._in_flight -= 1
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """One request whose input is here, from now until it is answered: in flight meanwhile, then counted with
+        its outcome (a :class:`ServingError`'s; client_error when cancelled, which is a gRPC client hanging up or
+        its deadline passing; else server_error) and latency."""
+        started, outcome = time.perf_counter(), "server_error"
+        self.request_received()
+        try:
+            yield
+            outcome = "success"
+        except ServingError as exc:
+            outcome = exc.outcome
+            raise
+        except asyncio.CancelledError:
+            outcome = "client_error"
+            raise
+        finally:
+            self.request_done()
+            self.observe_request(outcome, time.perf_counter() - started)
 
     def set_pricing(self, on_gpu: bool, dollars_per_compute_second: float) -> None:
         """Where the variant computes and what a second of it costs (set when it is loaded)."""
