@@ -82,13 +82,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         watch = LoopWatch(metrics.loop_lag, settings.loop_lag_interval_s, settings.loop_stall_s, sys.stderr)
         with watch.watching(asyncio.get_running_loop()):
+            # First: a gRPC port held by another program stops the start before anything else has begun.
+            grpc_server = await start_grpc(context, keys) if settings.grpc_port else None
             registry.scan()
             loading = asyncio.create_task(_load(registry, service, reports, settings))
             gpus.start()
             flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S))
             drift = asyncio.create_task(_drift_every(service, DRIFT_TICK_S))
             metrics_server = None if settings.metrics_port is None else await serve_metrics_port(context)
-            grpc_server = await start_grpc(context, keys) if settings.grpc_port else None
             forget_drain = shutdown.on_drain(lambda: service.begin_drain(shutdown.remaining(settings.drain_timeout_s)))
             try:
                 yield

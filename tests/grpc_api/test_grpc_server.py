@@ -3,6 +3,9 @@ and grpcio's own stubs: answers equal the model files and the HTTP route's; bad 
 and the server keeps serving."""
 
 import asyncio
+import socket
+import subprocess
+import sys
 from typing import Any
 
 import grpc
@@ -274,3 +277,15 @@ def test_a_client_deadline_shorter_than_the_work_is_deadline_exceeded(client):
         client.infer("minilm-ids", _triton_inputs(_inputs("minilm-ids")), client_timeout=0.000_001)
     assert _status(raised.value) == "StatusCode.DEADLINE_EXCEEDED"
     assert client.is_server_ready()
+
+
+def test_a_grpc_port_held_by_another_program_stops_the_start_naming_the_setting(demo_models, tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        command = [sys.executable, "-m", "app", "serve", "--no-build", "--models", str(demo_models),
+                   "--port", str(free_port()), "--grpc-port", str(port)]  # fmt: skip
+        ended = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert ended.returncode != 0
+    assert f"cannot serve gRPC on 127.0.0.1:{port} (SERVOMETER_GRPC_PORT)" in ended.stderr
