@@ -19,6 +19,13 @@ PROBES = ("/v2/health/live", "/v2/health/ready")
 _FEEDBACK_PATH = re.compile(r"^/v2/models/[^/]+/feedback$")
 
 
+def bearer_token(authorization: bytes) -> bytes | None:
+    """The key in an ``Authorization`` value (``Bearer <key>``), or None for another scheme or an empty key."""
+    scheme, _, token = authorization.partition(b" ")
+    token = token.strip()
+    return token if scheme.lower() == b"bearer" and token else None
+
+
 class Access(Enum):
     PUBLIC = "public"
     API = "api"

@@ -5,6 +5,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from app.api.error_responses import OPENAI_PREFIX, error_body, openai_error_body
+from app.keys import bearer_token
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -20,10 +21,10 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 
 
 def bearer(scope: Scope) -> bytes | None:
+    """The request's API key, from its ``Authorization`` header."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.partition(b" ")
-            return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
+            return bearer_token(value)
     return None
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from app.grpc_api.status import Rpc, code_for
-from app.keys import Access, KeyCheck
+from app.keys import Access, KeyCheck, bearer_token
 
 if TYPE_CHECKING:  # generic in the type stubs only
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -29,11 +29,10 @@ def access_of(method: str) -> Access:
 
 
 def bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> bytes | None:
+    """The call's API key, from its ``authorization`` metadata."""
     for key, value in metadata or ():
         if key == "authorization":
-            raw = value if isinstance(value, bytes) else value.encode("latin-1")
-            scheme, _, token = raw.partition(b" ")
-            return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
+            return bearer_token(value if isinstance(value, bytes) else value.encode("latin-1"))
     return None
 
 

@@ -12,8 +12,8 @@ import numpy as np
 from tritonclient.grpc import service_pb2
 
 from app.errors import InvalidRequest
-from app.protocol.codec import DecodedRequest, Tensor, check_outputs, from_binary, to_binary
-from app.protocol.datatypes import DATATYPES, datatype_of, element_count, numpy_dtype
+from app.protocol.codec import DecodedRequest, Tensor, check_input, check_outputs, from_binary, to_binary
+from app.protocol.datatypes import datatype_of, element_count, numpy_dtype
 from app.protocol.schemas import ParameterValue, RequestInput, RequestOutput
 
 # The typed field of InferTensorContents each datatype travels in; FP16 has none (raw only).
@@ -47,13 +47,7 @@ def decode_infer_request(message: Any) -> DecodedRequest:
     seen: set[str] = set()
     for index, tensor in enumerate(message.inputs):
         name = tensor.name
-        if name in seen:
-            raise InvalidRequest(f"input '{name}' is given more than once")
-        seen.add(name)
-        if tensor.datatype not in DATATYPES:
-            raise InvalidRequest(
-                f"input '{name}': unknown datatype '{tensor.datatype}'; expected one of {', '.join(DATATYPES)}"
-            )
+        check_input(name, tensor.datatype, seen)
         shape = list(tensor.shape)
         if any(dim < 0 for dim in shape):
             raise InvalidRequest(f"input '{name}': shape {shape} has a negative dimension")

@@ -101,13 +101,7 @@ def decode_request(body: bytes, header_length: int | None, max_values: int | Non
     tensors = []
     seen: set[str] = set()
     for spec in request.inputs:
-        if spec.name in seen:
-            raise InvalidRequest(f"input '{spec.name}' is given more than once")
-        seen.add(spec.name)
-        if spec.datatype not in DATATYPES:
-            raise InvalidRequest(
-                f"input '{spec.name}': unknown datatype '{spec.datatype}'; expected one of {', '.join(DATATYPES)}"
-            )
+        check_input(spec.name, spec.datatype, seen)
         size = (spec.parameters or {}).get("binary_data_size")
         if size is None:
             array = _from_json(spec)
@@ -157,6 +151,16 @@ def _parse_header(raw: bytes, binary: bool) -> InferenceRequest:
             _PARSED_HEADERS.clear()
         _PARSED_HEADERS[raw] = request
     return request
+
+
+def check_input(name: str, datatype: str, seen: set[str]) -> None:
+    """An input is named once per request (``seen``: the names before it, to which this adds it) and its datatype
+    is one of the protocol's."""
+    if name in seen:
+        raise InvalidRequest(f"input '{name}' is given more than once")
+    seen.add(name)
+    if datatype not in DATATYPES:
+        raise InvalidRequest(f"input '{name}': unknown datatype '{datatype}'; expected one of {', '.join(DATATYPES)}")
 
 
 def check_outputs(outputs: list[RequestOutput] | None) -> None:
