@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     them). JSON list; ``[]`` closes /metrics and the docs too."""
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Serve ``/metrics`` only on this port (same host), not on the API's; unset: on the API's port."""
+    ui: bool = True
+    """The live page at ``/`` (on ``metrics_port`` when that is set): this worker's telemetry over the last 15
+    minutes, its objectives and variant reports. Read-only; its data needs an API key when keys are set."""
     cors_origins: list[str] = Field(default_factory=list)
     """Browser origins allowed to call the API (CORS); empty: none. JSON list."""
 

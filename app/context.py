@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from app.config import Settings
 from app.describe import describe
+from app.live.pages import LivePage
 from app.repository.registry import Registry
 from app.service import InferenceService
 from app.telemetry.gpu import GpuSampler
@@ -19,6 +20,8 @@ class AppContext:
     metrics: Metrics
     gpus: GpuSampler
     reports: VariantReports
+    live: LivePage | None = None
+    """The live page; None when it is off (``ui``)."""
 
     async def load_model(self, name: str) -> None:
         """Load or reload a model from its repository folder, and tell the metrics what it is."""

@@ -1,8 +1,9 @@
 """Who may call what, over HTTP and gRPC alike.
 
 Deny by default: with ``api_keys`` set, every route needs a key, except the health probes (``/v2/health/live``,
-``/v2/health/ready``: probes carry no secrets) and the paths the operator opens with ``public_paths`` (``/metrics``
-and the API docs unless told otherwise). So a route added later is covered without anyone remembering to.
+``/v2/health/ready``: probes carry no secrets), the live page's own files (not its data) and the paths the
+operator opens with ``public_paths`` (``/metrics`` and the API docs unless told otherwise). So a route added
+later is covered without anyone remembering to.
 The model repository (management) routes (``/v2/repository...``) exist only when ``management_api_key`` is set
 and always need that key; feedback needs ``feedback_api_key`` when that is set (each guards its own routes only,
 so setting one alone leaves the API open); everything else takes any of ``api_keys`` (or the management key).
@@ -16,6 +17,10 @@ from collections.abc import Sequence
 from enum import Enum
 
 PROBES = ("/v2/health/live", "/v2/health/ready")
+LIVE_PAGE = "/"
+LIVE_PAGE_STATIC = "/ui/static/"
+"""The live page and its script, style and chart library: no data in them, so a browser loads them without a key
+(the page then asks for one and sends it with its data requests, which need it like any API route)."""
 _FEEDBACK_PATH = re.compile(r"^/v2/models/[^/]+/feedback$")
 
 
@@ -54,7 +59,9 @@ class KeyCheck:
     def access_for(self, path: str) -> Access:
         if path.startswith("/v2/repository"):
             return Access.MANAGEMENT
-        if path in PROBES or any(path == open_ or path.startswith(open_ + "/") for open_ in self._public):
+        if path in PROBES or path == LIVE_PAGE or path.startswith(LIVE_PAGE_STATIC):
+            return Access.PUBLIC
+        if any(path == open_ or path.startswith(open_ + "/") for open_ in self._public):
             return Access.PUBLIC
         if _FEEDBACK_PATH.match(path):
             return Access.FEEDBACK

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,6 +35,8 @@ from app.describe import describe
 from app.errors import ServingError
 from app.grpc_api.server import start_grpc
 from app.keys import KeyCheck
+from app.live.documents import Documents, sampled_timeline
+from app.live.pages import LivePage
 from app.monitoring.drift import evaluate_due
 from app.monitoring.judged import DirectoryJudged, JudgedIds, MemoryJudged, RedisJudged
 from app.monitoring.ledger import FeedbackLedger
@@ -46,6 +49,7 @@ from app.telemetry.gpu import GpuSampler, load_nvml
 from app.telemetry.loop_lag import LoopWatch
 from app.telemetry.metrics import Metrics
 from app.telemetry.request_ids import HEADER, REQUEST_ID, request_id_of
+from app.telemetry.timeline import Timeline
 from app.variants.latest_reports import VariantReports
 from app.workers import WorkerReadiness
 
@@ -74,7 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.max_json_values,
     )
     gpus = GpuSampler(metrics, load_nvml(), settings.gpu_sample_interval_s)
-    context = AppContext(settings, registry, service, metrics, gpus, reports)
+    timeline = sampled_timeline(metrics) if settings.ui else None
+    live = None if timeline is None else LivePage(Documents(registry, timeline, settings.workers), reports)
+    context = AppContext(settings, registry, service, metrics, gpus, reports, live)
     inference = InferenceEndpoint(context)
     keys = KeyCheck(settings.api_keys, settings.management_api_key, settings.feedback_api_key, settings.public_paths)
 
@@ -87,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             registry.scan()
             loading = asyncio.create_task(_load(registry, service, reports, settings))
             gpus.start()
-            flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S))
+            flushing = asyncio.create_task(_flush_every(metrics, FLUSH_INTERVAL_S, timeline))
             drift = asyncio.create_task(_drift_every(service, DRIFT_TICK_S))
             metrics_server = None if settings.metrics_port is None else await serve_metrics_port(context)
             forget_drain = shutdown.on_drain(lambda: service.begin_drain(shutdown.remaining(settings.drain_timeout_s)))
@@ -238,10 +244,16 @@ async def _drift_every(service: InferenceService, tick_s: float) -> None:
             log.exception("computing drift scores failed")
 
 
-async def _flush_every(metrics: Metrics, interval_s: float) -> None:
+async def _flush_every(metrics: Metrics, interval_s: float, timeline: Timeline | None) -> None:
+    """Also where the live page's timeline is sampled: right after a flush, so it reads what a scrape would."""
     while True:
         await asyncio.sleep(interval_s)
         metrics.flush()
+        if timeline is not None:
+            try:
+                timeline.sample(time.time())
+            except Exception:  # the page's history is never a reason for metrics to stop flowing
+                log.exception("sampling the live page's timeline failed")
 
 
 async def _load(registry: Registry, service: InferenceService, reports: VariantReports, settings: Settings) -> None:

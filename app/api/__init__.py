@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.api import embeddings, feedback, health, metrics_endpoint, models, repository, variants
+from app.api import embeddings, feedback, health, live_page, metrics_endpoint, models, repository, variants
 
 router = APIRouter()
-for module in (health, models, variants, feedback, repository, metrics_endpoint, embeddings):
+for module in (health, models, variants, feedback, repository, metrics_endpoint, embeddings, live_page):
     router.include_router(module.router)

@@ -1,16 +1,19 @@
 """``GET /metrics`` in the Prometheus text format: on the API's port, or with ``metrics_port`` set, only on a port of
-its own (so the API can be exposed while metrics stay on an internal network)."""
+its own (so the API can be exposed while metrics stay on an internal network), with the live page beside it."""
 
 import asyncio
 import contextlib
 import logging
+from http import HTTPStatus
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import ContextDep
+from app.api.security import SECURITY_HEADERS
 from app.context import AppContext
 from app.errors import NotFound
+from app.live.pages import is_page_path
 
 log = logging.getLogger(__name__)
 METRICS_PORT_CONNECTIONS = 64
@@ -32,7 +35,8 @@ async def metrics(context: ContextDep) -> Response:
 
 
 async def serve_metrics_port(context: AppContext) -> asyncio.Server:
-    """A minimal HTTP/1.1 listener answering ``GET /metrics`` (one request per connection) on ``metrics_port``."""
+    """A minimal HTTP/1.1 listener answering ``GET /metrics`` and the live page (one request per connection) on
+    ``metrics_port``: an internal port, so no keys are asked for."""
 
     open_connections = 0
 
@@ -52,14 +56,23 @@ async def serve_metrics_port(context: AppContext) -> asyncio.Server:
         # Headers over the reader's 64 KiB limit, or slower than 10 s, and answers not read within 10 s end it.
         with contextlib.suppress(ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
-            method, path, *_ = head.split(b"\r\n", 1)[0].split(b" ") + [b"", b""]
-            if method == b"GET" and path.split(b"?")[0] == b"/metrics":
+            method, target, *_ = head.split(b"\r\n", 1)[0].split(b" ") + [b"", b""]
+            path, _, query = target.decode("latin-1").partition("?")
+            extra = b""
+            if method == b"GET" and path == "/metrics":
                 status, body, kind = b"200 OK", exposition(context), CONTENT_TYPE_LATEST.encode()
+            elif method == b"GET" and context.live is not None and is_page_path(path):
+                reply = await context.live.answer(path, query)
+                status = f"{reply.status} {HTTPStatus(reply.status).phrase}".encode()
+                body, kind = reply.body, reply.content_type.encode()
+                extra = b"".join(f"{name}: {value}\r\n".encode() for name, value in reply.headers.items())
+                extra += b"".join(name + b": " + value + b"\r\n" for name, value in SECURITY_HEADERS)
             else:
-                status, body, kind = b"404 Not Found", b"only GET /metrics is served here\n", b"text/plain"
+                status, kind = b"404 Not Found", b"text/plain"
+                body = b"only GET /metrics and the live page are served here\n"
             writer.write(
                 b"HTTP/1.1 " + status + b"\r\ncontent-type: " + kind + b"\r\ncontent-length: "
-                + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+                + str(len(body)).encode() + b"\r\n" + extra + b"connection: close\r\n\r\n" + body
             )  # fmt: skip
             await asyncio.wait_for(writer.drain(), timeout=10)
 
