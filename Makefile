@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Programs the test suite runs for real; Debian package names.
-SYSTEM_PACKAGES := redis-server prometheus prometheus-alertmanager
-SYSTEM_PROGRAMS := redis-server promtool prometheus prometheus-alertmanager amtool
+SYSTEM_PACKAGES := redis-server prometheus prometheus-alertmanager chromium
+SYSTEM_PROGRAMS := redis-server promtool prometheus prometheus-alertmanager amtool chromium
 
 .PHONY: serve test test-fast soak bench install-serve install-dev system-deps lint
 
@@ -34,6 +34,7 @@ bench: install-dev
 	$(BIN)/python -m bench.variants
 	$(BIN)/python -m bench.text
 	$(BIN)/python -m bench.grpc
+	$(BIN)/python -m bench.live
 
 lint:
 	$(BIN)/ruff check .

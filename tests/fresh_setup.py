@@ -8,7 +8,8 @@
    virtual environment with only what that command installs, the demo models built from scratch;
 3. waits until the gateway is ready, then runs the README's examples from "Sending requests" and compares what
    they print with what the README prints (values random by design, written ``"..."`` there, are compared by
-   presence); the tritonclient example after the install command the README gives for it;
+   presence); the tritonclient example after the install command the README gives for it; then opens the live
+   page the README points to (``/``, its script and chart library) and waits until it shows the examples' traffic;
 4. stops the gateway by its PID (its process group) and removes the folder (unless ``--keep``).
 
 Standard library only: it must not lean on the packages of the environment it is run from.
@@ -91,6 +92,7 @@ def check(clone: Path, port: int, log_path: Path) -> None:
         wait_ready(port, process, log_path)
         only_serving_packages(clone)
         run_examples(clone, port, env)
+        see_live_page(port)
     except BaseException:
         say("the serve command's output ends with:\n" + "\n".join(log_path.read_text().splitlines()[-60:]))
         raise
@@ -165,6 +167,30 @@ def run_examples(clone: Path, port: int, env: dict[str, str]) -> None:
     if ran < 4:
         raise SystemExit(f"found only {ran} examples under 'Sending requests'")
     say(f"the README's {ran} examples answered as printed")
+
+
+def see_live_page(port: int) -> None:
+    """What a newcomer sees at http://127.0.0.1:8000/ after the examples: the page, its files, and their traffic."""
+    base = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{base}/", timeout=10) as response:
+        page = response.read().decode()
+        if not response.headers["content-type"].startswith("text/html") or "Servometer" not in page:
+            raise SystemExit("the live page at / is not the page the README promises")
+    for asset in re.findall(r'(?:src|href)="(ui/static/[^"]+)"', page):
+        with urllib.request.urlopen(f"{base}/{asset}", timeout=10) as response:
+            response.read()
+    deadline = time.monotonic() + 30
+    while True:  # the page samples once a second
+        with urllib.request.urlopen(f"{base}/ui/api/overview", timeout=10) as response:
+            overview = json.load(response)
+        digits = next(model for model in overview["models"] if model["name"] == "digits")
+        served = sum(variant["totals"]["requests"]["success"] for variant in digits["variants"])
+        if served > 0:
+            say(f"the live page shows the examples' traffic ({served:.0f} digits requests)")
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("the live page did not show the examples' digits requests within 30 s")
+        time.sleep(0.5)
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:

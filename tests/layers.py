@@ -16,6 +16,7 @@ LAYERS: dict[str, str] = {
     "deploy/": "e2e",
     "grafana/": "e2e",
     "api/": "integration",
+    "live/test_pages.py": "integration",
     "routing/": "integration",
     "variants/": "integration",
     "cache/test_faults.py": "integration",

@@ -26,7 +26,7 @@ from app.telemetry.families import CACHE_RESULTS, DISPATCH_REASONS, DROP_REASONS
 from app.telemetry.metrics import Metrics
 from app.telemetry.objective_checks import CHECK_BY_ALERT, LIVE_ACCURACY_MIN_SAMPLES, Check, judge
 from app.telemetry.series_math import average, increase, quantile, rate, ratio
-from app.telemetry.timeline import HISTORY_S, SeriesKey, Timeline
+from app.telemetry.timeline import HISTORY_S, Frame, SeriesKey, Timeline
 
 FIGURES_WINDOW_S = 10.0
 """The overview's rates and quantiles: over the last ten seconds, steady enough to read, quick to follow."""
@@ -82,6 +82,8 @@ class Documents:
     def _model(self, entry: ModelEntry) -> ModelView:
         if entry.manifest is None:
             return ModelView(name=entry.name, error=entry.error, has_report=False, variants=[], checks=[])
+        frames: dict[float | None, Frame] = {}  # the model's series, read once for all its variants
+        recent = _recent()
         variants = [
             VariantView(
                 name=variant.name,
@@ -89,7 +91,7 @@ class Documents:
                 default=variant.name == entry.manifest.default,
                 state=variant.state.value,
                 reason=variant.reason,
-                **_Variant(self.timeline, entry.name, variant.name).view(),
+                **_Variant(self.timeline, entry.name, variant.name, frames, recent).view(),
             )
             for variant in entry.variants.values()
         ]
@@ -103,7 +105,7 @@ class Documents:
 
     def _model_checks(self, entry: ModelEntry) -> list[CheckView]:
         check = CHECK_BY_ALERT["ServometerThroughputBelowObjective"]
-        threshold = _objective(self.timeline, check, entry.name)
+        threshold = _objective(lambda keys: self.timeline.read(keys, _recent()), check, entry.name)
         if threshold is None:
             return []
         keys = [("servometer_inferences_total", entry.name, name) for name in entry.variants]
@@ -124,16 +126,21 @@ class Documents:
     def series(self, model: str, variant: str, since: float | None) -> VariantSeries:
         entry = self.registry.get(model)
         entry.resolve(variant)  # unknown names answer 404 like the rest of the API
-        return _Variant(self.timeline, model, variant).series(since)
+        return _Variant(self.timeline, model, variant, {}, _recent()).series(since)
 
 
 class _Variant:
     """One variant's keys in the timeline and what is computed from them."""
 
-    def __init__(self, timeline: Timeline, model: str, variant: str) -> None:
+    def __init__(
+        self, timeline: Timeline, model: str, variant: str, frames: dict[float | None, Frame], recent: float
+    ) -> None:
         self.timeline = timeline
         self.model = model
         self.variant = variant
+        self.frames = frames
+        self.recent = recent
+        """Where reads of the latest samples only start (shared by a model's variants, so they share its frame)."""
 
     def _keys(self, name: str, values: Sequence[str] | None = None) -> list[SeriesKey]:
         if values is None:
@@ -159,17 +166,22 @@ class _Variant:
             **self._monitoring(),
         }
 
+    def _frame(self, since: float | None) -> Frame:
+        frame = self.frames.get(since)
+        if frame is None:
+            frame = self.frames[since] = self.timeline.frame(self.model, since)
+        return frame
+
     def _read(self, keys: Sequence[SeriesKey], since: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """Gauges: NaN before a series existed (no value to show)."""
-        return self.timeline.read(keys, since)
+        """The model's gauges: NaN before a series existed (no value to show)."""
+        return self._frame(since).read(keys)
 
     def _count(self, keys: Sequence[SeriesKey], since: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """Counters: 0 before a series existed, so an increase counts from its creation."""
-        times, values = self.timeline.read(keys, since)
-        return times, np.nan_to_num(values)
+        """The model's counters: 0 before a series existed, so an increase counts from its creation."""
+        return self._frame(since).read(keys, counters=True)
 
     def _figures(self) -> Figures:
-        since, window = _recent(), FIGURES_WINDOW_S
+        since, window = self.recent, FIGURES_WINDOW_S
 
         def last(column: np.ndarray) -> float | None:
             return _number(column[-1]) if len(column) else None
@@ -226,7 +238,7 @@ class _Variant:
 
     def _totals(self) -> Totals:
         def row(keys: list[SeriesKey]) -> np.ndarray:
-            _, values = self._read(keys, _recent())
+            _, values = self._read(keys, self.recent)
             return np.nan_to_num(values[-1]) if len(values) else np.zeros(len(keys))
 
         def latest(keys: list[SeriesKey], names: Sequence[str]) -> dict[str, float]:
@@ -249,7 +261,7 @@ class _Variant:
         views = []
         for alert, compute in self._conditions().items():
             check = CHECK_BY_ALERT[alert]
-            threshold = _objective(self.timeline, check, self.model)
+            threshold = _objective(lambda keys: self._read(keys, self.recent), check, self.model)
             if threshold is not None:
                 for subject, (times, values) in compute(check).items():
                     views.append(_view(check, subject, threshold[0], threshold[1], times, values))
@@ -327,7 +339,7 @@ class _Variant:
         keys = [*self._keys("servometer_live_accuracy"), *self._keys("servometer_live_feedback_samples")]
         features = [f for m, v, f in self.timeline.label_sets("servometer_drift_psi") if (m, v) == (self.model,
                     self.variant)]  # fmt: skip
-        _, values = self._read([*keys, *self._keys("servometer_drift_psi", features)], _recent())
+        _, values = self._read([*keys, *self._keys("servometer_drift_psi", features)], self.recent)
         row = [_number(v) for v in values[-1]] if len(values) else [None] * (2 + len(features))
         return {
             "live_accuracy": row[0],
@@ -363,7 +375,7 @@ class _Variant:
                                           increase(times, lookups.sum(axis=1), PREVIOUS)[0])  # fmt: skip
         for gpu, uuid in self.timeline.label_sets("servometer_gpu_utilization_ratio"):
             names = ("utilization_ratio", "memory_used_bytes", "power_watts")
-            _, gpus = self._read([(f"servometer_gpu_{name}", gpu, uuid) for name in names], since)
+            _, gpus = self.timeline.read([(f"servometer_gpu_{name}", gpu, uuid) for name in names], since)
             for index, name in enumerate(names):
                 series[f"gpu{gpu}_{name}"] = gpus[:, index]
         bounds, keys = self._histogram("servometer_batch_size")
@@ -380,10 +392,14 @@ class _Variant:
         )
 
 
-def _objective(timeline: Timeline, check: Check, model: str) -> tuple[float, bool] | None:
-    """The check's threshold for ``model`` and whether it is the model's own objective."""
+Reader = Callable[[Sequence[SeriesKey]], tuple[np.ndarray, np.ndarray]]
+
+
+def _objective(read: Reader, check: Check, model: str) -> tuple[float, bool] | None:
+    """The check's threshold for ``model`` (from its recent samples, read by ``read``) and whether it is the model's
+    own objective."""
     if check.objective is not None:
-        _, values = timeline.read([(check.objective, model)], _recent())
+        _, values = read([(check.objective, model)])
         if len(values) and not math.isnan(values[-1, 0]):
             return float(values[-1, 0]), True
     return None if check.default is None else (check.default, False)

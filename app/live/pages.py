@@ -39,6 +39,7 @@ _TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".png": "image/png",
+    ".svg": "image/svg+xml",
     "": "text/plain; charset=utf-8",  # LICENSE
 }
 _SERIES = re.compile(r"^/ui/api/models/([^/]+)/variants/([^/]+)/series$")
@@ -75,11 +76,15 @@ class LivePage:
             return self._static("index.html")
         if path.startswith(STATIC_PREFIX):
             return self._static(path.removeprefix(STATIC_PREFIX))
+        # Documents are computed in a thread: tens of milliseconds of numpy over the ring, during which the event
+        # loop keeps answering requests (it gets the GIL back every few milliseconds) instead of stalling.
         if path == API_PREFIX + "overview":
-            return _json(self.documents.overview().model_dump_json().encode())
+            overview = await asyncio.to_thread(self.documents.overview)
+            return _json(overview.model_dump_json().encode())
         if (match := _SERIES.match(path)) is not None:
             since = _since(query)
-            return _json(self.documents.series(match[1], match[2], since).model_dump_json().encode())
+            series = await asyncio.to_thread(self.documents.series, match[1], match[2], since)
+            return _json(series.model_dump_json().encode())
         if (match := _REPORT.match(path)) is not None:
             return await self._report(match[1], png=bool(match[2]), measure=query.get("measure") == ["1"])
         raise NotFound(f"no live page route {path}")

@@ -33,15 +33,17 @@ def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def average(times: np.ndarray, values: np.ndarray, window_s: float) -> np.ndarray:
-    """``avg_over_time(x[window])``: the mean of the samples in the window ending at each sample."""
+    """``avg_over_time(x[window])``: the mean of the samples in the window ending at each sample (NaN samples, where
+    the series did not exist yet, are not samples)."""
     first = starts(times, window_s)
-    totals = np.concatenate([np.zeros(1), np.nancumsum(values)])
+    present = ~np.isnan(values)
+    totals = np.concatenate([np.zeros(1), np.cumsum(np.where(present, values, 0.0))])
+    seen = np.concatenate([np.zeros(1), np.cumsum(present)])
     # A sample exactly window_s back is PromQL's range start, which it leaves out; an earlier one, too.
     begin = np.where(times[first] <= times - window_s, first + 1, first)
-    begin = np.minimum(begin, np.arange(len(times)))
-    counts = np.arange(len(times)) + 1 - begin
-    means: np.ndarray = (totals[np.arange(len(times)) + 1] - totals[begin]) / counts
-    return means
+    end = np.arange(len(times)) + 1
+    begin = np.minimum(begin, end - 1)
+    return ratio(totals[end] - totals[begin], seen[end] - seen[begin])
 
 
 def quantile(q: float, bounds: list[float], buckets: np.ndarray) -> np.ndarray:

@@ -9,6 +9,8 @@ request path's pending observations into the series, so each sample is what a sc
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from itertools import accumulate, chain
 from typing import Any
 
@@ -26,11 +28,13 @@ HISTORY_S = 900
 class Timeline:
     def __init__(self, families: Iterable[MetricWrapperBase], capacity: int = HISTORY_S) -> None:
         self._families = list(families)
-        self._capacity = capacity
+        self._capacity = capacity + 1  # one row more than is read: the next to be overwritten (see _rows)
         self._columns: dict[SeriesKey, int] = {}
         self._buckets: dict[SeriesKey, list[tuple[float, SeriesKey]]] = {}
-        self._values = np.full((capacity, 256), np.nan)
-        self._times = np.full(capacity, np.nan)
+        self._label_sets: dict[str, list[tuple[str, ...]]] = {}
+        self._by_first_label: dict[str, list[SeriesKey]] = {}
+        self._values = np.full((self._capacity, 256), np.nan)
+        self._times = np.full(self._capacity, np.nan)
         self._taken = 0
         self._children_seen: list[int] = []
         self._plain: tuple[np.ndarray, list[Any]] = (np.zeros(0, dtype=np.intp), [])
@@ -46,7 +50,8 @@ class Timeline:
     def sample(self, now: float) -> None:
         """Record every series' current value as at ``now`` (seconds since the epoch)."""
         started = time.thread_time()
-        if [len(family._metrics) for family in self._families] != self._children_seen:
+        # Series are created, never removed (a reloaded model keeps its series): a changed count means new ones.
+        if self._children() != self._children_seen:
             self._bind()
         row = self._values[self._taken % self._capacity]
         row[:] = np.nan
@@ -67,7 +72,10 @@ class Timeline:
         histograms: tuple[list[int], list[list[Any]]] = ([], [])
         for family in self._families:
             name, kind = family._name, family._type
-            children: list[tuple[Sequence[str], Any]] = list(family._metrics.items())
+            # A family without labels is its own only series; prometheus_client keeps no children for it.
+            children: list[tuple[Sequence[str], Any]] = (
+                list(family._metrics.items()) if family._labelnames else [((), family)]
+            )
             for labels, child in children:
                 if kind == "histogram":
                     bounds = child._upper_bounds
@@ -80,7 +88,10 @@ class Timeline:
                     plain[1].append(child._value)
         self._plain = (np.asarray(plain[0], dtype=np.intp), plain[1])
         self._histograms = (np.asarray(histograms[0], dtype=np.intp), histograms[1])
-        self._children_seen = [len(family._metrics) for family in self._families]
+        self._children_seen = self._children()
+
+    def _children(self) -> list[int]:
+        return [len(family._metrics) if family._labelnames else 1 for family in self._families]
 
     def _column(self, key: SeriesKey) -> int:
         column = self._columns.get(key)
@@ -88,6 +99,9 @@ class Timeline:
 
     def _add_column(self, key: SeriesKey) -> int:
         column = self._columns[key] = len(self._columns)
+        self._label_sets.setdefault(key[0], []).append(key[1:])
+        if len(key) > 1:
+            self._by_first_label.setdefault(key[1], []).append(key)
         if column == self._values.shape[1]:
             wider = np.full((self._capacity, 2 * column), np.nan)
             wider[:, :column] = self._values
@@ -99,8 +113,10 @@ class Timeline:
         return column
 
     def _rows(self, since: float | None) -> np.ndarray:
-        """Ring rows in time order, from the last one at or before ``since`` (so rates have a start) onwards."""
-        kept = min(self._taken, self._capacity)
+        """Ring rows in time order, from the last one at or before ``since`` (so rates have a start) onwards. The
+        ring's spare row is left out: it is the next to be overwritten, maybe while a page's documents are computed
+        from the ring in another thread."""
+        kept = min(self._taken, self._capacity - 1)
         rows = (self._taken - kept + np.arange(kept)) % self._capacity
         if since is not None and kept:
             first = int(np.searchsorted(self._times[rows], since, side="right")) - 1
@@ -110,12 +126,18 @@ class Timeline:
     def read(self, keys: Sequence[SeriesKey], since: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The times, and each key's values (one column per key, NaN where the series did not exist yet)."""
         rows = self._rows(since)
+        columns = np.array([self._columns.get(key, -1) for key in keys], dtype=np.intp)
         values = np.full((len(rows), len(keys)), np.nan)
-        for index, key in enumerate(keys):
-            column = self._columns.get(key)
-            if column is not None:
-                values[:, index] = self._values[rows, column]
+        known = np.flatnonzero(columns >= 0)
+        values[:, known] = self._values[np.ix_(rows, columns[known])]
         return self._times[rows], values
+
+    def frame(self, first_label: str, since: float | None = None) -> "Frame":
+        """Every series whose first label value is ``first_label`` (a model's, say), read at once: one gather instead
+        of one per figure."""
+        keys = self._by_first_label.get(first_label, [])
+        times, values = self.read(keys, since)
+        return Frame(times, values, {key: index for index, key in enumerate(keys)})
 
     def histogram(self, name: str, *labels: str) -> tuple[list[float], list[SeriesKey]]:
         """A histogram's upper bounds, ascending (``inf`` last), and the keys of its cumulative bucket series."""
@@ -124,7 +146,29 @@ class Timeline:
 
     def label_sets(self, name: str) -> list[tuple[str, ...]]:
         """The label values of every series of sample ``name`` seen so far."""
-        return [key[1:] for key in self._columns if key[0] == name]
+        return list(self._label_sets.get(name, ()))
+
+
+@dataclass
+class Frame:
+    times: np.ndarray
+    values: np.ndarray
+    index: dict[SeriesKey, int]
+
+    def read(self, keys: Sequence[SeriesKey], counters: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`Timeline.read`, for keys under the frame's first label (NaN for one not sampled yet; with
+        ``counters``, 0 instead: a counter counts from its creation)."""
+        source = self.counts if counters else self.values
+        columns = np.array([self.index.get(key, -1) for key in keys], dtype=np.intp)
+        values = np.full((len(self.times), len(keys)), 0.0 if counters else np.nan)
+        known = np.flatnonzero(columns >= 0)
+        values[:, known] = source[:, columns[known]]
+        return self.times, values
+
+    @cached_property
+    def counts(self) -> np.ndarray:
+        zeroed: np.ndarray = np.nan_to_num(self.values)
+        return zeroed
 
 
 def _le(bound: float) -> str:

@@ -5,6 +5,7 @@
 (() => {
   const POLL_MS = 1000;
   const HISTORY_S = 900;
+  const MIN_SPAN_S = 60;
   const OUTCOMES = ["success", "client_error", "client_timeout", "rejected", "timeout", "server_error"];
   const REASONS = ["full", "preferred", "delay", "idle"];
   const COLOURS = ["#2f855a", "#d69e2e", "#805ad5", "#e53e3e", "#dd6b20", "#9b2c2c"];
@@ -92,8 +93,9 @@
         const f = variant.figures;
         cell(row, model.name);
         cell(row, variant.default ? `${variant.name} (default)` : variant.name);
-        const state = cell(row, variant.state, variant.state === "READY" ? "ok" : "bad");
-        if (variant.reason) state.title = variant.reason;
+        // Why a variant does not serve (a load error, say) is shown where it is read, not hidden in a tooltip.
+        const state = variant.reason ? `${variant.state}: ${variant.reason}` : variant.state;
+        cell(row, state, variant.state === "READY" ? "ok" : "bad reason");
         cell(row, fixed(f.requests_per_s, 1), "number");
         cell(row, fixed(f.errors_per_s, 1), f.errors_per_s > 0 ? "number bad" : "number");
         cell(row, ms(f.p50_s), "number");
@@ -130,11 +132,8 @@
       cell(row, `${direction}${formatCheck(check, check.threshold)} ${check.from_objective ? "(objective)" : "(rule)"}`);
       cell(row, formatCheck(check, check.value), "number");
       cell(row, check.window_s ? `${duration(check.window_s)}, alert after ${duration(check.for_s)}` : `alert after ${duration(check.for_s)}`);
-      const verdict = check.holds
-        ? "holds"
-        : check.firing
-          ? `breached ${duration(check.breached_for_s)}: alert firing`
-          : `breached ${duration(check.breached_for_s)}`;
+      const since = check.breached_for_s < 1 ? "breached now" : `breached for ${duration(check.breached_for_s)}`;
+      const verdict = check.holds ? "holds" : check.firing ? `${since}: alert firing` : since;
       cell(row, verdict, check.holds ? "ok" : "bad");
     }
     const totals = $("#totals tbody");
@@ -220,6 +219,14 @@
     return Math.max(320, container.clientWidth - 8);
   }
 
+  // The samples' own span, at least the last minute: uPlot would stretch a single sample over a day of axis.
+  function timeRange(plot, min, max) {
+    const times = plot.data[0];
+    if (!times.length) return [min, max];
+    const last = times[times.length - 1];
+    return [Math.min(times[0], last - MIN_SPAN_S), last];
+  }
+
   function marked(container) {
     // Tells anyone watching (the browser test, a user's script) that the chart has drawn its data.
     return { draw: [() => { container.dataset.drawn = String(Number(container.dataset.drawn || 0) + 1); }] };
@@ -238,6 +245,7 @@
       area.append(container);
       const options = {
         width: width(container), height: 180,
+        scales: { x: { range: timeRange } },
         series: [{}, ...lines.map((line) => ({ label: line.label, stroke: line.stroke, width: 1.5, spanGaps: false }))],
         axes: [{}, { size: 60 }],
         hooks: marked(container),
@@ -362,14 +370,37 @@
   }
 
   // ---- the loop -------------------------------------------------------------------------------------------------
+  // One poll at a time: a click while a poll is under way asks for another right after it, never a second loop.
+  let polling = false;
+  let pollAgain = false;
+
   async function tick() {
+    if (polling) {
+      pollAgain = true;
+      return;
+    }
+    polling = true;
     clearTimeout(timer);
+    const next = await poll();
+    polling = false;
+    if (pollAgain) {
+      pollAgain = false;
+      tick();
+    } else if (next) {
+      timer = setTimeout(tick, POLL_MS);
+    }
+  }
+
+  // One round of fetching and drawing; false when it must wait for a key.
+  async function poll() {
     try {
       const overview = await get("ui/api/overview");
       $("#key-form").hidden = true;
       $("#content").hidden = false;
       if (!selected) {
-        const first = overview.models.find((model) => model.variants.length);
+        // The first model that serves, at its default variant (a model that failed to load has nothing to show).
+        const serving = (model) => model.variants.some((v) => v.default && v.state === "READY");
+        const first = overview.models.find(serving) || overview.models.find((model) => model.variants.length);
         if (first) selected = { model: first.name, variant: (first.variants.find((v) => v.default) || first.variants[0]).name };
       }
       renderOverview(overview);
@@ -384,12 +415,12 @@
         $("#status").textContent = key ? `The key was refused: ${error.message}` : "An API key is needed.";
         $("#status").className = "bad";
         key = null;
-        return; // until a key is entered
+        return false; // until a key is entered
       }
       $("#status").textContent = `Not updating: ${error.message}`;
       $("#status").className = "bad";
     }
-    timer = setTimeout(tick, POLL_MS);
+    return true;
   }
 
   function start() {
