@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 from http import HTTPStatus
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -57,7 +58,8 @@ async def serve_metrics_port(context: AppContext) -> asyncio.Server:
         with contextlib.suppress(ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
             method, target, *_ = head.split(b"\r\n", 1)[0].split(b" ") + [b"", b""]
-            path, _, query = target.decode("latin-1").partition("?")
+            raw_path, _, query = target.decode("latin-1").partition("?")
+            path = unquote(raw_path)  # as the API's port decodes it: a model name the page escaped is found
             extra = b""
             if method == b"GET" and path == "/metrics":
                 status, body, kind = b"200 OK", exposition(context), CONTENT_TYPE_LATEST.encode()

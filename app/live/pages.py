@@ -12,6 +12,7 @@ no inline script, and fetches to this origin only.
 """
 
 import asyncio
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -27,8 +28,6 @@ from app.live.wire import ReportView
 from app.variants.latest_reports import VariantReports
 from app.variants.plot import PlottingUnavailable, plot_png
 
-PAGE = LIVE_PAGE
-STATIC_PREFIX = LIVE_PAGE_STATIC
 API_PREFIX = "/ui/api/"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
@@ -38,10 +37,10 @@ _TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
-    ".png": "image/png",
     ".svg": "image/svg+xml",
     "": "text/plain; charset=utf-8",  # LICENSE
 }
+log = logging.getLogger(__name__)
 _SERIES = re.compile(r"^/ui/api/models/([^/]+)/variants/([^/]+)/series$")
 _REPORT = re.compile(r"^/ui/api/models/([^/]+)/report(\.png)?$")
 
@@ -55,7 +54,7 @@ class Reply:
 
 
 def is_page_path(path: str) -> bool:
-    return path == PAGE or path.startswith("/ui/")
+    return path == LIVE_PAGE or path.startswith("/ui/")
 
 
 class LivePage:
@@ -70,12 +69,15 @@ class LivePage:
             return await self._answer(path, parse_qs(query))
         except ServingError as exc:
             return Reply(exc.status, "application/json", orjson.dumps({"error": exc.message}))
+        except Exception:  # answered on either port alike, never a dropped connection
+            log.exception("the live page's %s failed", path)
+            return Reply(500, "application/json", orjson.dumps({"error": "internal server error"}))
 
     async def _answer(self, path: str, query: dict[str, list[str]]) -> Reply:
-        if path == PAGE:
+        if path == LIVE_PAGE:
             return self._static("index.html")
-        if path.startswith(STATIC_PREFIX):
-            return self._static(path.removeprefix(STATIC_PREFIX))
+        if path.startswith(LIVE_PAGE_STATIC):
+            return self._static(path.removeprefix(LIVE_PAGE_STATIC))
         # Documents are computed in a thread: tens of milliseconds of numpy over the ring, during which the event
         # loop keeps answering requests (it gets the GIL back every few milliseconds) instead of stalling.
         if path == API_PREFIX + "overview":

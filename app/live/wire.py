@@ -20,6 +20,8 @@ class Sampler(BaseModel):
     """CPU time the sampling has taken, in all."""
     cpu_share: float | None
     """That time against the worker's whole CPU time since sampling began."""
+    documents_cpu_seconds: float
+    """CPU time computing the page's documents has taken: what open pages cost, on top of the sampling."""
 
 
 class Figures(BaseModel):
@@ -130,6 +132,8 @@ class VariantSeries(BaseModel):
 
     model: str
     variant: str
+    pid: int
+    """The worker whose samples these are: with several workers, a page polling another one starts afresh."""
     t: list[float]
     series: dict[str, list[float | None]]
     batch_sizes: dict[str, float]

@@ -49,6 +49,12 @@ CHECKS: tuple[Check, ...] = (
           "servometer_objective_min_live_accuracy", None, False, "ratio"),
 )  # fmt: skip
 CHECK_BY_ALERT = {check.alert: check for check in CHECKS}
+HISTORY_NEEDED_S = max(check.window_s + check.for_s for check in CHECKS)
+"""Samples a check needs to say whether its rule fires: its ``for``, and a full window before the first of them."""
+ERROR_OUTCOMES = ("server_error", "timeout", "rejected")
+"""The outcomes the error ratio counts (model_variant:servometer_errors:ratio_rate5m)."""
+REJECTED_REASONS = ("queue_full", "priority_queue_full", "timeout")
+"""The drop reasons ServometerRequestsRejected counts."""
 LIVE_ACCURACY_MIN_SAMPLES = 50
 """ServometerLiveAccuracyBelowObjective waits for this many judged answers."""
 

@@ -98,14 +98,16 @@ class Timeline:
         return self._add_column(key) if column is None else column
 
     def _add_column(self, key: SeriesKey) -> int:
-        column = self._columns[key] = len(self._columns)
-        self._label_sets.setdefault(key[0], []).append(key[1:])
-        if len(key) > 1:
-            self._by_first_label.setdefault(key[1], []).append(key)
+        column = len(self._columns)
+        # Wider first, registered after: a reader in another thread never finds a column the array lacks.
         if column == self._values.shape[1]:
             wider = np.full((self._capacity, 2 * column), np.nan)
             wider[:, :column] = self._values
             self._values = wider
+        self._columns[key] = column
+        self._label_sets.setdefault(key[0], []).append(key[1:])
+        if len(key) > 1:
+            self._by_first_label.setdefault(key[1], []).append(key)
         if key[0].endswith("_bucket"):
             buckets = self._buckets.setdefault((key[0], *key[1:-1]), [])
             buckets.append((float(key[-1]), key))
@@ -132,10 +134,10 @@ class Timeline:
         values[:, known] = self._values[np.ix_(rows, columns[known])]
         return self._times[rows], values
 
-    def frame(self, first_label: str, since: float | None = None) -> "Frame":
-        """Every series whose first label value is ``first_label`` (a model's, say), read at once: one gather instead
-        of one per figure."""
-        keys = self._by_first_label.get(first_label, [])
+    def frame(self, first_label: str, since: float | None = None, extra: Sequence[SeriesKey] = ()) -> "Frame":
+        """Every series whose first label value is ``first_label`` (a model's, say), and ``extra``, read at once: one
+        gather instead of one per figure, and every figure from the same samples."""
+        keys = [*self._by_first_label.get(first_label, ()), *extra]  # a copy: the sampler may add keys meanwhile
         times, values = self.read(keys, since)
         return Frame(times, values, {key: index for index, key in enumerate(keys)})
 

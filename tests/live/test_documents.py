@@ -2,6 +2,7 @@
 firing, one that recovers holds again, and GPUs appear when NVML reports them."""
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,6 +14,14 @@ from app.runtimes.base import runtime_options
 from app.telemetry.gpu import GpuSampler
 from app.telemetry.metrics import Metrics
 from tests.fake_nvml.pynvml import FakeNvml
+
+
+@dataclass(frozen=True)
+class Drift:
+    feature: str
+    psi: float
+    ks_statistic: float = 0.5
+    ks_pvalue: float = 0.01
 
 
 @pytest.fixture
@@ -85,3 +94,40 @@ def test_without_gpus_nothing_gpu_is_shown(registry):
     documents = Documents(registry, timeline, workers=1)
     assert documents.overview().gpus == []
     assert not [name for name in documents.series("digits", "fp32", None).series if name.startswith("gpu")]
+
+
+def test_a_breach_as_long_as_the_slowest_rules_for_is_shown_firing(registry):
+    """Drift fires after 15 minutes: the timeline keeps enough samples to get there."""
+    metrics = Metrics()
+    timeline = sampled_timeline(metrics)
+    documents = Documents(registry, timeline, workers=1)
+    start = time.time() - 1000
+    for second in range(1000):
+        metrics.set_drift("digits", "fp32", 100, [Drift("image", 0.9)])
+        timeline.sample(start + second)
+    drift = _check(documents, "ServometerInputDrift")
+    assert drift["subject"] == "digits/fp32 image"
+    assert drift["threshold"] == 0.25
+    assert drift["breached_for_s"] >= 900
+    assert drift["firing"] is True
+
+
+def test_series_of_a_variant_named_by_version_are_its_own_and_every_series_is_as_long_as_t(registry):
+    metrics = Metrics()
+    GpuSampler(metrics, FakeNvml(), 1.0).sample()
+    variant = metrics.for_variant("digits", "fp32")
+    timeline = sampled_timeline(metrics)
+    documents = Documents(registry, timeline, workers=1)
+    start = time.time() - 5
+    for second in range(5):
+        variant.observe_request("success", 0.002)
+        metrics.flush()
+        timeline.sample(start + second)
+    by_version = documents.series("digits", "1", None)
+    assert by_version.variant == "fp32"
+    assert by_version.series["requests_success"][-1] == pytest.approx(1.0)
+    assert len(by_version.t) == 4  # the first sample only starts the rates
+    assert {len(values) for values in by_version.series.values()} == {len(by_version.t)}
+    later = documents.series("digits", "fp32", by_version.t[-2])
+    assert later.t == by_version.t[-1:]
+    assert documents.series("digits", "fp32", by_version.t[-1]).t == []

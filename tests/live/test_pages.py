@@ -167,8 +167,12 @@ async def test_overview_totals_equal_what_metrics_shows(demo_models):
         assert len(series["t"]) >= 1
         assert all(len(values) == len(series["t"]) for values in series["series"].values())
         last = series["t"][-1]
+        await _next_sample(context.live.documents.timeline)
         later = (await client.get(f"/ui/api/models/digits/variants/fp32/series?since={last}")).json()
-        assert later["t"] == [] or later["t"][0] > last
+        assert later["t"], "a sample was taken after the first answer"
+        assert later["t"][0] > last, "nothing the page already has comes again"
+        assert all(len(values) == len(later["t"]) for values in later["series"].values())
+        assert later["pid"] == overview["worker"]["pid"]
         assert np.isclose(sum(series["batch_sizes"].values()), scraped("servometer_batch_size_count", variant="fp32"))
 
 

@@ -12,7 +12,17 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.telemetry.objective_checks import CHECK_BY_ALERT, CHECKS, LIVE_ACCURACY_MIN_SAMPLES, Check, Verdict, judge
+from app.telemetry.objective_checks import (
+    CHECK_BY_ALERT,
+    CHECKS,
+    ERROR_OUTCOMES,
+    HISTORY_NEEDED_S,
+    LIVE_ACCURACY_MIN_SAMPLES,
+    REJECTED_REASONS,
+    Check,
+    Verdict,
+    judge,
+)
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules"
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -171,3 +181,25 @@ def test_judge_breached_for_is_the_trailing_run_length_and_fires_at_for(check: C
     assert verdict.breached_for_s == run
     assert verdict.firing == (breached[-1] and run >= check.for_s)
     assert verdict.value == (None if math.isnan(values[-1]) else values[-1])
+
+
+def _alternatives(expr: str, label: str) -> set[str]:
+    found = re.findall(rf'{label}=~"([^"]+)"', expr)
+    assert len(found) == 1, (label, expr)
+    return set(found[0].split("|"))
+
+
+def test_the_outcomes_and_drop_reasons_counted_are_the_rules_own():
+    errors = RECORDINGS["model_variant:servometer_errors:ratio_rate5m"]["expr"]
+    assert _alternatives(errors, "outcome") == set(ERROR_OUTCOMES)
+    rejected = ALERTS["ServometerRequestsRejected"]["expr"]
+    assert _alternatives(rejected, "reason") == set(REJECTED_REASONS)
+
+
+def test_the_history_needed_covers_every_rules_window_and_for():
+    needed = max(
+        seconds(rule["for"]) + max(windows_of(rule["expr"]) or {0.0})
+        for alert, rule in ALERTS.items()
+        if alert in CHECK_BY_ALERT
+    )
+    assert needed == HISTORY_NEEDED_S

@@ -4,7 +4,7 @@
 
 (() => {
   const POLL_MS = 1000;
-  const HISTORY_S = 900;
+  let historyS = 900; // the overview says how much the server keeps for the charts
   const MIN_SPAN_S = 60;
   const OUTCOMES = ["success", "client_error", "client_timeout", "rejected", "timeout", "server_error"];
   const REASONS = ["full", "preferred", "delay", "idle"];
@@ -13,7 +13,8 @@
 
   let key = null;
   let selected = null; // {model, variant}
-  let history = null; // {t: [], series: {}} of the selected variant
+  let history = null; // {pid, t: [], series: {}, batchSizes: {}} of the selected variant
+  let generation = 0; // counts picks of a variant: an answer asked for before the latest pick is dropped
   let charts = [];
   let timer = null;
   const $ = (selector) => document.querySelector(selector);
@@ -71,10 +72,12 @@
           "/metrics adds up all of them; reload to reach another)."
         : `Worker pid ${worker.pid}: the same counters /metrics shows.`;
     $("#window").textContent = overview.window_s;
+    historyS = sampler.history_s;
     const share = sampler.cpu_share === null ? none : `${(sampler.cpu_share * 100).toFixed(2)}%`;
     $("#sampler").textContent =
-      `${sampler.samples} samples, one a second, ${sampler.history_s / 60} minutes kept; ` +
-      `sampling used ${sampler.cpu_seconds.toFixed(2)} s of CPU, ${share} of this worker's.`;
+      `${sampler.samples} samples, one a second, the last ${sampler.history_s / 60} minutes charted; ` +
+      `sampling used ${sampler.cpu_seconds.toFixed(2)} s of CPU, ${share} of this worker's; ` +
+      `computing what open pages show, ${sampler.documents_cpu_seconds.toFixed(2)} s.`;
 
     const body = $("#variants tbody");
     body.replaceChildren();
@@ -280,20 +283,24 @@
   async function refreshSeries() {
     if (!selected) return;
     const { model, variant } = selected;
+    const asked = generation;
     const since = history && history.t.length ? `?since=${history.t[history.t.length - 1]}` : "";
     const url = `ui/api/models/${encodeURIComponent(model)}/variants/${encodeURIComponent(variant)}/series${since}`;
     const update = await get(url);
-    if (!selected || selected.model !== model || selected.variant !== variant) return;
+    if (asked !== generation) return; // another variant was picked meanwhile: this answer is for the old one
+    // Another worker answered (several workers, a new connection): its samples are not these; start afresh.
+    if (history !== null && history.pid !== update.pid) return restart();
     const fresh = history === null;
-    if (fresh) history = { t: [], series: {}, batchSizes: {} };
+    if (fresh) history = { pid: update.pid, t: [], series: {}, batchSizes: {} };
+    const known = history.t.length;
     history.t.push(...update.t);
     for (const [name, values] of Object.entries(update.series)) {
-      const kept = history.series[name] || new Array(history.t.length - values.length).fill(null);
+      const kept = history.series[name] || new Array(known).fill(null); // a series that appeared later
       kept.push(...values);
       history.series[name] = kept;
     }
     history.batchSizes = update.batch_sizes;
-    const cut = history.t.findIndex((t) => t >= history.t[history.t.length - 1] - HISTORY_S);
+    const cut = history.t.findIndex((t) => t >= history.t[history.t.length - 1] - historyS);
     if (cut > 0) {
       history.t = history.t.slice(cut);
       for (const name of Object.keys(history.series)) history.series[name] = history.series[name].slice(cut);
@@ -302,8 +309,15 @@
     for (const chart of charts) chart.plot.setData(chart.bars ? batchData() : chartData(chart.lines));
   }
 
+  function restart() {
+    generation += 1;
+    history = null;
+    tick();
+  }
+
   function select(model, variant) {
     selected = { model, variant };
+    generation += 1;
     history = null;
     for (const row of document.querySelectorAll("#variants tbody tr")) {
       row.classList.toggle("selected", row.dataset.model === model && row.dataset.variant === variant);
