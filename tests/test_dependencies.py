@@ -25,6 +25,7 @@ CODE_PATHS = {
 FILES = [
     ("app/telemetry/gpu.py", "serve on a GPU"),
     ("app/variants/optimize.py", "build"),
+    ("app/variants/encoder_int8.py", "build"),
     ("models/*/build.py", "build"),
     ("app/*.py", "serve"),
 ]

@@ -28,17 +28,27 @@ class Quality(BaseModel):
     """Classification: share of samples whose top-1 answer equals the reference's."""
     cosine_mean: float | None = None
     cosine_min: float | None = None
+    retrieval_top5: float | None = None
+    """Embeddings: for each sample, the share of its 5 nearest neighbours among the other samples that are also its
+    5 nearest under the reference, averaged: whether searches return the same results."""
+    similarity_spearman: float | None = None
+    """Embeddings: Spearman correlation of every pairwise similarity with the reference's: whether rankings hold."""
 
-    def loss_against(self, reference: "Quality") -> float:
-        """What this variant gives up against the reference: accuracy points, or 1 - mean cosine."""
+    def loss_against(self, reference: "Quality", spec: EvaluationSpec) -> float:
+        """What this variant gives up against the reference, on the measure the model names: accuracy points, or
+        1 - the measure (mean cosine, or top-5 retrieval agreement)."""
         if self.accuracy is not None and reference.accuracy is not None:
             return reference.accuracy - self.accuracy
-        return 1.0 - (self.cosine_mean if self.cosine_mean is not None else 1.0)
+        kept = self.retrieval_top5 if spec.measure == "retrieval" else self.cosine_mean
+        return 1.0 - (kept if kept is not None else 1.0)
 
     def passes(self, spec: EvaluationSpec) -> bool:
-        """Whether ``servometer optimize`` keeps the variant: close enough to the reference's answers."""
+        """Whether ``servometer optimize`` keeps the variant: close enough to the reference's answers on the measure
+        the model names."""
         if spec.task == "classification":
             return (self.agreement or 0.0) >= spec.min_agreement
+        if spec.measure == "retrieval":
+            return (self.retrieval_top5 if self.retrieval_top5 is not None else 0.0) >= spec.min_retrieval
         return (self.cosine_min if self.cosine_min is not None else -1.0) >= spec.min_cosine
 
 
@@ -105,7 +115,44 @@ def measure(spec: EvaluationSpec, output: np.ndarray, reference: np.ndarray, lab
         max_abs_error=max_abs_error,
         cosine_mean=float(cosines.mean()),
         cosine_min=float(cosines.min()),
+        retrieval_top5=neighbour_agreement(output, reference, NEIGHBOURS),
+        similarity_spearman=similarity_rank_correlation(output, reference),
     )
+
+
+NEIGHBOURS = 5
+
+
+def _similarities(embeddings: np.ndarray) -> np.ndarray:
+    flat = embeddings.reshape(len(embeddings), -1)
+    norms = np.linalg.norm(flat, axis=1, keepdims=True)
+    unit = flat / np.where(norms == 0, 1.0, norms)
+    similarity: np.ndarray = unit @ unit.T
+    return similarity
+
+
+def neighbour_agreement(output: np.ndarray, reference: np.ndarray, k: int) -> float | None:
+    """The mean share of each sample's ``k`` nearest others (by cosine) that the reference's embeddings also put
+    among its ``k`` nearest; None with too few samples to have ``k`` others."""
+    if len(output) <= k:
+        return None
+    found = []
+    for embeddings in (output, reference):
+        similarity = _similarities(embeddings)
+        np.fill_diagonal(similarity, -np.inf)  # a sample is not its own neighbour
+        found.append(np.argpartition(-similarity, k, axis=1)[:, :k])
+    shared = [len(set(mine) & set(theirs)) for mine, theirs in zip(found[0], found[1], strict=True)]
+    return float(np.mean(shared)) / k
+
+
+def similarity_rank_correlation(output: np.ndarray, reference: np.ndarray) -> float | None:
+    """Spearman's correlation between every pair's similarity under the output and under the reference (ranks,
+    then Pearson's correlation of the ranks); None with fewer than three samples."""
+    if len(output) < 3:
+        return None
+    upper = np.triu_indices(len(output), k=1)
+    ranks = [np.argsort(np.argsort(_similarities(e)[upper])).astype(np.float64) for e in (output, reference)]
+    return float(np.corrcoef(ranks[0], ranks[1])[0, 1])
 
 
 EVALUATION_BATCH = 32

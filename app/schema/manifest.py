@@ -32,7 +32,7 @@ class VariantSpec(StrictModel):
     file: str
     """Path of the model file, relative to the model's folder."""
     runtime: Literal["onnx", "torchscript"]
-    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    precision: Literal["fp32", "fp16", "int8", "int4"] = "fp32"
     description: str = ""
     batch_dependent: bool = False
     """Its answers move with the other samples in its model call (dynamic int8 scales activations per batch):
@@ -161,6 +161,12 @@ class EvaluationSpec(StrictModel):
     """Classification: the share of top-1 answers a variant must share with the reference to be kept."""
     min_cosine: float = Field(default=0.85, ge=-1, le=1)
     """Embedding: the lowest per-sample cosine similarity to the reference a variant may have to be kept."""
+    measure: Literal["cosine", "retrieval"] = "cosine"
+    """Embedding: what "close to the reference" means for keeping a variant (``servometer optimize``) and for
+    ``fastest_within``'s quality loss: ``cosine`` (lowest cosine >= ``min_cosine``; loss 1 - mean cosine) or
+    ``retrieval`` (top-5 nearest-neighbour agreement >= ``min_retrieval``; loss 1 - that agreement)."""
+    min_retrieval: float = Field(default=0.9, ge=0, le=1)
+    """Embedding, ``measure: retrieval``: the lowest top-5 neighbour agreement a variant may have to be kept."""
 
     @field_validator("data", "calibration")
     @classmethod

@@ -125,7 +125,8 @@ FAMILIES: tuple[Family, ...] = (
            "The model's minimum throughput objective, in inferences per second.", multiprocess_mode="livemax"),
     Family("variant_quality", "gauge", "servometer_variant_quality", ("model", "variant", "metric"),
            "Variant report: quality on the model's evaluation set (metric: accuracy, macro_f1, agreement, "
-           "cosine_mean, cosine_min, max_abs_error, quality_loss).", multiprocess_mode="mostrecent"),
+           "cosine_mean, cosine_min, retrieval_top5, similarity_spearman, max_abs_error, quality_loss).",
+           multiprocess_mode="mostrecent"),
     Family("variant_latency", "gauge", "servometer_variant_report_latency_seconds",
            ("model", "variant", "batch", "quantile"),
            "Variant report: model-call latency measured at batch 1 and at the largest batch.",

@@ -4,7 +4,8 @@ ones that pass in its ``model.yaml``.
 Kinds, from an ONNX source: ``fp32-opt`` (ONNX Runtime's extended graph optimizations, saved), ``int8-dynamic``
 (weights int8, activation scales computed per batch), ``int8-static`` (QDQ, activation scales calibrated once on
 the model's calibration data), ``fp16`` (float16 inside, float32 at the inputs and outputs: kept only where the
-runtime can run it). From a TorchScript source: ``torchscript`` (frozen: weights inlined as constants).
+runtime can run it), ``int4`` (MatMul weights in 4 bits, block-wise; activations float). From a TorchScript
+source: ``torchscript`` (frozen: weights inlined as constants).
 
 Every produced file is run on the evaluation set and compared with the reference variant's answers (top-1
 agreement for classifiers, per-sample cosine for embeddings, thresholds from ``evaluation`` in ``model.yaml``);
@@ -12,6 +13,7 @@ a variant that fails, or that the runtime cannot load, is reported, its file rem
 """
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ import numpy as np
 import yaml
 
 from app.evaluation.quality import (
+    EVALUATION_BATCH,
     EvaluationSet,
     Quality,
     depends_on_companions,
@@ -32,19 +35,23 @@ from app.evaluation.quality import (
 )
 from app.monitoring.reference import write_reference
 from app.runtimes.base import RuntimeOptions
-from app.schema.manifest import MANIFEST_FILE, REFERENCE_FILE, ModelManifest, load_manifest
+from app.runtimes.loader import load_variant_runtime
+from app.schema.manifest import MANIFEST_FILE, REFERENCE_FILE, EvaluationSpec, ModelManifest, load_manifest
+from app.variants.encoder_int8 import RECIPES, Trial, is_encoder, quantize, samples_per_second, timing_batches
 
-Kind = Literal["fp32-opt", "int8-dynamic", "int8-static", "fp16", "torchscript"]
+Kind = Literal["fp32-opt", "int8-dynamic", "int8-static", "fp16", "int4", "torchscript"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
-ONNX_KINDS: tuple[Kind, ...] = ("fp32-opt", "int8-dynamic", "int8-static", "fp16")
+ONNX_KINDS: tuple[Kind, ...] = ("fp32-opt", "int8-dynamic", "int8-static", "fp16", "int4")
 PRECISION: dict[Kind, str] = {
-    "fp32-opt": "fp32", "int8-dynamic": "int8", "int8-static": "int8", "fp16": "fp16", "torchscript": "fp32",
+    "fp32-opt": "fp32", "int8-dynamic": "int8", "int8-static": "int8", "fp16": "fp16", "int4": "int4",
+    "torchscript": "fp32",
 }  # fmt: skip
 DESCRIPTION: dict[Kind, str] = {
     "fp32-opt": "servometer optimize: ONNX Runtime extended graph optimizations, saved",
     "int8-dynamic": "servometer optimize: int8 weights, activation scales computed per batch",
     "int8-static": "servometer optimize: int8 QDQ, activation scales calibrated on the calibration data",
     "fp16": "servometer optimize: float16 inside, float32 inputs and outputs",
+    "int4": "servometer optimize: MatMul weights 4-bit, block-wise (blocks of 32), activations float",
     "torchscript": "servometer optimize: TorchScript frozen (weights and attributes inlined as constants)",
 }
 DEFAULT_OPTIONS = RuntimeOptions()
@@ -61,6 +68,8 @@ class Outcome:
     quality: Quality | None
     batch_dependent: bool = False
     """Its answers move with their batch companions (measured): served alone, never cached."""
+    trials: tuple[Trial, ...] = ()
+    """int8-static of a transformer encoder: every recipe tried, with its figures (the kept file is the winner's)."""
 
 
 def optimize(
@@ -89,6 +98,11 @@ def optimize(
     for index, (kind, name) in enumerate(kinds.items(), start=1):
         progress(f"[{index}/{len(kinds)}] {kind} -> variant '{name}'")
         outcome = _produce(folder, manifest, kind, name, source, evaluation, expected, options)
+        for trial in outcome.trials:
+            figures = trial.note or (
+                f"cosine mean {trial.cosine_mean:.4f} min {trial.cosine_min:.4f}, {trial.samples_per_s:.1f} samples/s"
+            )
+            progress(f"    recipe {trial.recipe:<14} {figures}{'' if trial.passed else ' (fails the check)'}")
         progress(f"    {'kept' if outcome.kept else 'left out'}{': ' + outcome.reason if outcome.reason else ''}")
         outcomes.append(outcome)
     write_variants(folder / MANIFEST_FILE, outcomes)
@@ -110,18 +124,88 @@ def _produce(
     target = folder / (f"model.{name}.pt" if kind == "torchscript" else f"model.{name}.onnx")
     runtime: Literal["onnx", "torchscript"] = "torchscript" if kind == "torchscript" else "onnx"
     assert manifest.evaluation is not None
+    trials: tuple[Trial, ...] = ()
     with _staging(target) as staged:
         try:
-            _MAKERS[kind](source, staged, folder, manifest)
+            if kind == "int8-static" and _encoder(source):
+                trials = _encoder_int8(source, staged, folder, manifest, evaluation, expected, options)
+            else:
+                _MAKERS[kind](source, staged, folder, manifest)
             produced = evaluated_output(manifest, runtime, staged, evaluation, options)
             dependent = depends_on_companions(manifest, runtime, staged, evaluation, options, produced)
         except Exception as exc:  # a kind the tools or the runtime cannot do here: reported, left out
             return Outcome(kind, name, target.name, False, f"not supported here: {_first_line(exc)}", None)
         quality = measure(manifest.evaluation, produced, expected, evaluation.labels)
         if not quality.passes(manifest.evaluation):
-            return Outcome(kind, name, target.name, False, f"too far from the reference: {_summary(quality)}", quality)
+            reason = f"too far from the reference: {_summary(quality)}"
+            return Outcome(kind, name, target.name, False, reason, quality, trials=trials)
         staged.replace(target)
-    return Outcome(kind, name, target.name, True, "", quality, dependent)
+    return Outcome(kind, name, target.name, True, "", quality, dependent, trials)
+
+
+def _encoder(source: Path) -> bool:
+    import onnx
+
+    return source.suffix == ".onnx" and is_encoder(onnx.load(str(source), load_external_data=False))
+
+
+def _encoder_int8(
+    source: Path,
+    staged: Path,
+    folder: Path,
+    manifest: ModelManifest,
+    evaluation: EvaluationSet,
+    expected: np.ndarray,
+    options: RuntimeOptions,
+) -> tuple[Trial, ...]:
+    """Every recipe of :mod:`app.variants.encoder_int8`, checked and timed; the winner's file left at ``staged``."""
+    spec = manifest.evaluation
+    assert spec is not None
+    calibration = load_calibration(folder, manifest)
+    timed = timing_batches(evaluation.inputs, EVALUATION_BATCH)
+    trials, best = [], None
+    for recipe in RECIPES:
+        candidate = staged.with_name(f".{recipe}{staged.name}")
+        try:
+            quantize(source, candidate, recipe, calibration)
+            quality = measure(spec, evaluated_output(manifest, "onnx", candidate, evaluation, options), expected, None)
+            speed = _speed(candidate, manifest, options, timed)
+        except Exception as exc:  # a recipe the tools cannot apply to this graph: reported, not chosen
+            candidate.unlink(missing_ok=True)
+            trials.append(Trial(recipe, None, None, None, False, _first_line(exc)))
+            continue
+        passed = quality.passes(spec)
+        trials.append(Trial(recipe, quality.cosine_mean, quality.cosine_min, speed, passed))
+        rank = (passed, _kept_share(quality, spec), speed)
+        if best is None or rank > best[0]:
+            if best is not None:
+                best[1].unlink(missing_ok=True)
+            best = (rank, candidate, len(trials) - 1)
+        else:
+            candidate.unlink(missing_ok=True)
+    if best is None:
+        raise RuntimeError("no int8 recipe could be applied: " + "; ".join(t.note for t in trials))
+    best[1].replace(staged)
+    trials[best[2]] = dataclasses.replace(trials[best[2]], kept=True)
+    return tuple(trials)
+
+
+def _speed(path: Path, manifest: ModelManifest, options: RuntimeOptions, batches: list[dict[str, np.ndarray]]) -> float:
+    assert manifest.evaluation is not None
+    output = manifest.evaluation.output
+    runtime = load_variant_runtime("onnx", path, options, manifest)
+    try:
+        return samples_per_second(lambda batch: runtime.infer(batch, [output]), batches)
+    finally:
+        runtime.close()
+
+
+def _kept_share(quality: Quality, spec: EvaluationSpec) -> float:
+    """How much of the reference's answers a variant keeps, on the measure the model names (higher is better)."""
+    if spec.task == "classification":
+        return quality.agreement or 0.0
+    kept = quality.retrieval_top5 if spec.measure == "retrieval" else quality.cosine_mean
+    return kept if kept is not None else 0.0
 
 
 @contextlib.contextmanager
@@ -171,6 +255,23 @@ def _fp16(source: Path, target: Path, folder: Path, manifest: ModelManifest) -> 
     onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
 
 
+INT4_BLOCK = 32
+"""Weights per 4-bit block (each with its own scale): smaller blocks keep more of the weights' detail."""
+
+
+def _int4_weights(source: Path, target: Path, folder: Path, manifest: ModelManifest) -> None:
+    """Weight-only: the MatMuls' constant weights in 4 bits (onnxruntime's MatMulNBits), activations in float, so
+    answers do not depend on batch companions. A graph with no MatMul to quantize is refused."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=4, block_size=INT4_BLOCK, is_symmetric=True)
+    quantizer.process()
+    if not any(node.op_type == "MatMulNBits" for node in quantizer.model.model.graph.node):
+        raise ValueError("no MatMul with constant weights to quantize to 4 bits")
+    quantizer.model.save_model_to_file(str(target))
+
+
 def _frozen_torchscript(source: Path, target: Path, folder: Path, manifest: ModelManifest) -> None:
     import torch
 
@@ -184,6 +285,7 @@ _MAKERS: dict[Kind, Callable[[Path, Path, Path, ModelManifest], None]] = {
     "int8-dynamic": _dynamic_int8,
     "int8-static": _static_int8,
     "fp16": _fp16,
+    "int4": _int4_weights,
     "torchscript": _frozen_torchscript,
 }
 
@@ -214,7 +316,8 @@ def write_variants(path: Path, outcomes: list[Outcome]) -> None:
         entry["file"] = outcome.file
         entry["runtime"] = "torchscript" if outcome.kind == "torchscript" else "onnx"
         entry["precision"] = PRECISION[outcome.kind]
-        entry["description"] = DESCRIPTION[outcome.kind]
+        kept_recipe = next((t.recipe for t in outcome.trials if t.kept), "")
+        entry["description"] = DESCRIPTION[outcome.kind] + (f"; recipe {kept_recipe}" if kept_recipe else "")
         if outcome.batch_dependent:
             entry["batch_dependent"] = True
         elif "batch_dependent" in entry:
@@ -239,7 +342,8 @@ def _replace_if_valid(staged: Path, path: Path) -> None:
 def _summary(quality: Quality) -> str:
     if quality.agreement is not None:
         return f"top-1 agreement {quality.agreement:.4f}, max |error| {quality.max_abs_error:.3g}"
-    return f"cosine min {quality.cosine_min:.4f} mean {quality.cosine_mean:.4f}"
+    retrieval = "" if quality.retrieval_top5 is None else f", top-5 retrieval agreement {quality.retrieval_top5:.4f}"
+    return f"cosine min {quality.cosine_min:.4f} mean {quality.cosine_mean:.4f}{retrieval}"
 
 
 def _first_line(exc: Exception) -> str:

@@ -2,6 +2,7 @@
 batch (per sample), so the trade-off between a faster variant and its answers is one look."""
 
 import io
+from typing import Any
 
 from app.variants.report import ModelReport
 
@@ -20,7 +21,8 @@ def plot_png(report: ModelReport) -> bytes:
         raise PlottingUnavailable("plots need matplotlib: pip install 'servometer[report]'") from exc
     classification = report.task == "classification"
     label = "accuracy on the evaluation set" if classification else "mean cosine similarity to the reference"
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    figure, all_axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    axes = all_axes[:2]
     largest = report.variants[0].max_batch.batch
     titles = ("batch 1: median latency", f"batch {largest}: median latency per sample")
     for axis, title in zip(axes, titles, strict=True):
@@ -35,9 +37,28 @@ def plot_png(report: ModelReport) -> bytes:
         axis.set_xlabel("milliseconds (lower is faster)")
         axis.grid(True, alpha=0.3)
     axes[0].set_ylabel(label)
+    _pareto(all_axes[2], report)
     figure.suptitle(f"{report.model}: quality against latency of each variant ({report.evaluation_samples} samples)")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _pareto(axis: Any, report: ModelReport) -> None:
+    """Quality kept against samples per dollar, the Pareto frontier joined: a variant off it is beaten on both."""
+    front = set(report.pareto_front())
+    unit = "samples per dollar" if report.price_per_hour else "samples/s (no price set)"
+    points = {v.name: (v.throughput * 3600 / report.price_per_hour if report.price_per_hour else v.throughput,
+                       1.0 - v.quality_loss) for v in report.variants}  # fmt: skip
+    for index, (name, (speed, kept)) in enumerate(points.items()):
+        axis.scatter(speed, kept, s=80 if name in front else 40, marker="o" if name in front else "x", zorder=3)
+        axis.annotate(name, (speed, kept), textcoords="offset points", xytext=(6, 4 + 11 * (index % 4 - 1)))
+    frontier = sorted(points[name] for name in front)
+    axis.plot([p[0] for p in frontier], [p[1] for p in frontier], linestyle="--", color="grey", zorder=2)
+    axis.set_xscale("log")
+    axis.set_title("Pareto frontier (circles on it; crosses beaten on both)")
+    axis.set_xlabel(f"{unit}, largest batch (more is cheaper)")
+    axis.set_ylabel("quality kept: 1 - loss against the reference")
+    axis.grid(True, alpha=0.3)

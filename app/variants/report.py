@@ -26,7 +26,7 @@ from app.variants.memory_probe import variant_memory
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BATCH_1_CALLS = 50
 MAX_BATCH_CALLS = 10
 TIME_BUDGET_S = 3.0
@@ -82,26 +82,54 @@ class ModelReport(BaseModel):
             return self.reference
         return min(eligible, key=lambda v: (v.batch_1.p50_s, v.name)).name
 
+    def pareto_front(self) -> list[str]:
+        """The variants no other beats on both quality kept (1 - quality loss) and samples per dollar (samples per
+        second where no price is set): the only ones worth choosing between."""
+        points = {v.name: (-v.quality_loss, _per_dollar(v, self.price_per_hour)) for v in self.variants}
+        return [
+            name
+            for name, (quality, speed) in points.items()
+            if not any(
+                other != name and q >= quality and s >= speed and (q, s) != (quality, speed)
+                for other, (q, s) in points.items()
+            )
+        ]
+
     def table(self) -> str:
         """A Markdown table of the figures, one row per variant."""
-        quality_columns = ("accuracy", "macro-F1") if self.task == "classification" else ("cosine mean", "cosine min")
+        classification = self.task == "classification"
+        quality_columns = (
+            ("accuracy", "macro-F1") if classification
+            else ("cosine mean", "cosine min", "top-5 retrieval agreement", "similarity rank correlation")
+        )  # fmt: skip
+        front = set(self.pareto_front())
         lines = [
             f"| variant | precision | {' | '.join(quality_columns)} | max abs error | p50 / p99 ms, batch 1 | "
-            f"p50 / p99 ms, batch {self.variants[0].max_batch.batch} | samples/s | $ per 1k | MB on disk | MB memory |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"p50 / p99 ms, batch {self.variants[0].max_batch.batch} | samples/s | $ per 1k | MB on disk | MB memory "
+            "| Pareto frontier |",
+            "|---|---|" + "---:|" * (len(quality_columns) + 7) + "---|",
         ]
         for v in self.variants:
             q = v.quality
-            first, second = (q.accuracy, q.macro_f1) if self.task == "classification" else (q.cosine_mean, q.cosine_min)
+            figures = (
+                (q.accuracy, q.macro_f1) if classification
+                else (q.cosine_mean, q.cosine_min, q.retrieval_top5, q.similarity_spearman)
+            )  # fmt: skip
+            shown = " | ".join("" if figure is None else f"{figure:.4f}" for figure in figures)
             memory = "" if v.memory_bytes is None else f"{v.memory_bytes / 1e6:.1f}"
             cost = "" if v.cost_per_1k is None else f"{v.cost_per_1k:.2e}"
             lines.append(
-                f"| {v.name}{' (reference)' if v.name == self.reference else ''} | {v.precision} | {first:.4f} | "
-                f"{second:.4f} | {q.max_abs_error:.2e} | {v.batch_1.p50_s * 1e3:.3f} / {v.batch_1.p99_s * 1e3:.3f} | "
+                f"| {v.name}{' (reference)' if v.name == self.reference else ''} | {v.precision} | {shown} | "
+                f"{q.max_abs_error:.2e} | {v.batch_1.p50_s * 1e3:.3f} / {v.batch_1.p99_s * 1e3:.3f} | "
                 f"{v.max_batch.p50_s * 1e3:.2f} / {v.max_batch.p99_s * 1e3:.2f} | {v.throughput:,.0f} | {cost} | "
-                f"{v.file_bytes / 1e6:.2f} | {memory} |"
+                f"{v.file_bytes / 1e6:.2f} | {memory} | {'yes' if v.name in front else ''} |"
             )
         return "\n".join(lines)
+
+
+def _per_dollar(variant: VariantReport, price_per_hour: float) -> float:
+    """Samples a dollar buys at the largest batch (samples per second without a price)."""
+    return variant.throughput * 3600 / price_per_hour if price_per_hour else variant.throughput
 
 
 def file_digests(folder: Path, manifest: ModelManifest, known: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -116,7 +144,7 @@ def report_key(
     """Changes whenever a figure could: a variant file, the evaluation data, the price, or this format."""
     assert manifest.evaluation is not None
     digests = digests or file_digests(folder, manifest)
-    parts = [f"v{FORMAT_VERSION}", manifest.name, manifest.reference, str(price_per_hour)]
+    parts = [f"v{FORMAT_VERSION}", manifest.name, manifest.reference, str(price_per_hour), manifest.evaluation.measure]
     parts += [f"{name}={digest}" for name, digest in digests.items()]
     parts.append(_digest_or_missing(folder / manifest.evaluation.data))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
@@ -166,7 +194,7 @@ def build_report(
                 file_bytes=_size(folder / spec.file),
                 memory_bytes=memory,
                 quality=quality,
-                quality_loss=quality.loss_against(reference_quality),
+                quality_loss=quality.loss_against(reference_quality, manifest.evaluation),
                 batch_1=latency_1,
                 max_batch=latency_max,
                 throughput=1.0 / per_sample_s if per_sample_s > 0 else 0.0,

@@ -27,6 +27,7 @@ VARIANTS = [
     ("digits", "torchscript", "model.torchscript.pt", 1e-4),
     ("minilm-ids", "fp32", "model.fp32.onnx", 1e-6),
     ("minilm-ids", "int8", "model.int8.onnx", 1e-6),
+    ("minilm-ids", "int4", "model.int4.onnx", 1e-6),
     ("digits", "fp32-opt", "model.fp32-opt.onnx", 0.0),
     ("digits", "int8-dynamic", "model.int8-dynamic.onnx", 0.0),
     ("digits", "fp16", "model.fp16.onnx", 1e-6),
