@@ -69,19 +69,19 @@ def test_optimize_reports_each_kind_and_lists_the_kept_ones(demo_models, tmp_pat
     assert "[1/2] fp32-opt -> variant 'fp32-opt'" in result.stderr
     assert "digits: kept fp32-opt, int8-static; model.yaml updated" in result.stderr
     assert "name: int8-static" in (tmp_path / "digits" / "model.yaml").read_text()
-    wrong = _servometer("optimize", "digits", "--models", str(tmp_path), "--kinds", "int4")
+    wrong = _servometer("optimize", "digits", "--models", str(tmp_path), "--kinds", "int2")
     assert wrong.returncode == 1
-    assert "unknown kinds ['int4']" in wrong.stderr
+    assert "unknown kinds ['int2']" in wrong.stderr
 
 
 def test_report_prints_the_table_and_writes_the_plot(demo_models, tmp_path):
     output = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "app", "report", "minilm", "--models", str(MODELS), "--output", str(output)],
+        [sys.executable, "-m", "app", "report", "digits", "--models", str(MODELS), "--output", str(output)],
         capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "SERVOMETER_REPORT_DIR": str(tmp_path / "reports")},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "| fp32 (reference) | fp32 | 1.0000 | 1.0000 |" in result.stdout
-    assert (output / "minilm-variants.png").read_bytes().startswith(b"\x89PNG")
-    assert (output / "minilm-variants.json").is_file()
+    assert "| fp32 (reference) | fp32 | 0.9806 | 0.9807 |" in result.stdout
+    assert (output / "digits-variants.png").read_bytes().startswith(b"\x89PNG")
+    assert (output / "digits-variants.json").is_file()
