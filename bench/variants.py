@@ -19,9 +19,8 @@ import yaml
 
 from app.evaluation.quality import EVALUATION_BATCH, load_evaluation
 from app.runtimes.base import RuntimeOptions
-from app.runtimes.loader import load_variant_runtime
 from app.schema.manifest import load_manifest
-from app.variants.encoder_int8 import samples_per_second, timing_batches
+from app.variants.encoder_int8 import timing_batches, variant_samples_per_second
 from app.variants.optimize import optimize
 from bench import servers
 
@@ -47,12 +46,9 @@ def recipes() -> None:
         (outcome,) = optimize(folder, {"int8-static": "int8"}, options=ONE_THREAD, progress=print)
         loaded = load_manifest(folder)
         evaluation = load_evaluation(folder, loaded)
-        runtime = load_variant_runtime("onnx", folder / "model.fp32.onnx", ONE_THREAD, loaded)
-        try:
-            fp32 = samples_per_second(lambda batch: runtime.infer(batch, ["sentence_embedding"]),
-                                      timing_batches(evaluation.inputs, EVALUATION_BATCH))  # fmt: skip
-        finally:
-            runtime.close()
+        fp32 = variant_samples_per_second(
+            folder / "model.fp32.onnx", loaded, ONE_THREAD, timing_batches(evaluation.inputs, EVALUATION_BATCH)
+        )
     lines = [
         "# minilm: static INT8 recipes",
         "",

@@ -26,6 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from app.runtimes.base import RuntimeOptions
+from app.runtimes.loader import load_variant_runtime
+from app.schema.manifest import ModelManifest
+
 OUTLIER_CHANNELS = 64
 SMOOTH_ALPHA = 0.5
 RECIPES = ("minmax", "ffn-out-float", "ffn-split")
@@ -213,6 +217,20 @@ def quantize(source: Path, target: Path, recipe: str, batches: list[dict[str, np
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
             nodes_to_exclude=excluded, extra_options={"MatMulConstBOnly": True},
         )  # fmt: skip
+
+
+def variant_samples_per_second(
+    path: Path, manifest: ModelManifest, options: RuntimeOptions, batches: list[dict[str, np.ndarray]]
+) -> float:
+    """Samples/s of the ONNX file at ``path``, loaded as the server loads variants, computing the model's evaluated
+    output over ``batches``."""
+    assert manifest.evaluation is not None
+    output = manifest.evaluation.output
+    runtime = load_variant_runtime("onnx", path, options, manifest)
+    try:
+        return samples_per_second(lambda batch: runtime.infer(batch, [output]), batches)
+    finally:
+        runtime.close()
 
 
 def samples_per_second(run: Callable[[dict[str, np.ndarray]], object], batches: list[dict[str, np.ndarray]]) -> float:

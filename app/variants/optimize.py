@@ -35,9 +35,15 @@ from app.evaluation.quality import (
 )
 from app.monitoring.reference import write_reference
 from app.runtimes.base import RuntimeOptions
-from app.runtimes.loader import load_variant_runtime
 from app.schema.manifest import MANIFEST_FILE, REFERENCE_FILE, EvaluationSpec, ModelManifest, load_manifest
-from app.variants.encoder_int8 import RECIPES, Trial, is_encoder, quantize, samples_per_second, timing_batches
+from app.variants.encoder_int8 import (
+    RECIPES,
+    Trial,
+    is_encoder,
+    quantize,
+    timing_batches,
+    variant_samples_per_second,
+)
 
 Kind = Literal["fp32-opt", "int8-dynamic", "int8-static", "fp16", "int4", "torchscript"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -169,7 +175,7 @@ def _encoder_int8(
         try:
             quantize(source, candidate, recipe, calibration)
             quality = measure(spec, evaluated_output(manifest, "onnx", candidate, evaluation, options), expected, None)
-            speed = _speed(candidate, manifest, options, timed)
+            speed = variant_samples_per_second(candidate, manifest, options, timed)
         except Exception as exc:  # a recipe the tools cannot apply to this graph: reported, not chosen
             candidate.unlink(missing_ok=True)
             trials.append(Trial(recipe, None, None, None, False, _first_line(exc)))
@@ -188,16 +194,6 @@ def _encoder_int8(
     best[1].replace(staged)
     trials[best[2]] = dataclasses.replace(trials[best[2]], kept=True)
     return tuple(trials)
-
-
-def _speed(path: Path, manifest: ModelManifest, options: RuntimeOptions, batches: list[dict[str, np.ndarray]]) -> float:
-    assert manifest.evaluation is not None
-    output = manifest.evaluation.output
-    runtime = load_variant_runtime("onnx", path, options, manifest)
-    try:
-        return samples_per_second(lambda batch: runtime.infer(batch, [output]), batches)
-    finally:
-        runtime.close()
 
 
 def _kept_share(quality: Quality, spec: EvaluationSpec) -> float:

@@ -50,8 +50,7 @@ def _pareto(axis: Any, report: ModelReport) -> None:
     """Quality kept against samples per dollar, the Pareto frontier joined: a variant off it is beaten on both."""
     front = set(report.pareto_front())
     unit = "samples per dollar" if report.price_per_hour else "samples/s (no price set)"
-    points = {v.name: (v.throughput * 3600 / report.price_per_hour if report.price_per_hour else v.throughput,
-                       1.0 - v.quality_loss) for v in report.variants}  # fmt: skip
+    points = {v.name: (report.samples_per_dollar(v), 1.0 - v.quality_loss) for v in report.variants}
     for index, (name, (speed, kept)) in enumerate(points.items()):
         axis.scatter(speed, kept, s=80 if name in front else 40, marker="o" if name in front else "x", zorder=3)
         axis.annotate(name, (speed, kept), textcoords="offset points", xytext=(6, 4 + 11 * (index % 4 - 1)))

@@ -82,10 +82,14 @@ class ModelReport(BaseModel):
             return self.reference
         return min(eligible, key=lambda v: (v.batch_1.p50_s, v.name)).name
 
+    def samples_per_dollar(self, variant: VariantReport) -> float:
+        """Samples a dollar buys at the variant's largest batch (samples per second without a price)."""
+        return variant.throughput * 3600 / self.price_per_hour if self.price_per_hour else variant.throughput
+
     def pareto_front(self) -> list[str]:
         """The variants no other beats on both quality kept (1 - quality loss) and samples per dollar (samples per
         second where no price is set): the only ones worth choosing between."""
-        points = {v.name: (-v.quality_loss, _per_dollar(v, self.price_per_hour)) for v in self.variants}
+        points = {v.name: (-v.quality_loss, self.samples_per_dollar(v)) for v in self.variants}
         return [
             name
             for name, (quality, speed) in points.items()
@@ -125,11 +129,6 @@ class ModelReport(BaseModel):
                 f"{v.file_bytes / 1e6:.2f} | {memory} | {'yes' if v.name in front else ''} |"
             )
         return "\n".join(lines)
-
-
-def _per_dollar(variant: VariantReport, price_per_hour: float) -> float:
-    """Samples a dollar buys at the largest batch (samples per second without a price)."""
-    return variant.throughput * 3600 / price_per_hour if price_per_hour else variant.throughput
 
 
 def file_digests(folder: Path, manifest: ModelManifest, known: Mapping[str, str] | None = None) -> dict[str, str]:
